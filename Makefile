@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 notebooks: setup
-	$(PY) -m refusal.notebooks sync
+	@for f in notebooks/*.py; do [ -e "$$f" ] || continue; $(VENV)/bin/jupytext --quiet --sync "$$f"; done
 
 report: setup notebooks
 	$(PY) -m refusal.report $(if $(MODELS),--models $(MODELS),)

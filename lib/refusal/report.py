@@ -1,0 +1,140 @@
+"""The report runner behind ``make report``: every stage notebook for every model, by papermill.
+
+For each model, each stage notebook ``notebooks/NN_*.ipynb`` (``00_organism``
+only for organisms; ``07_compare`` once, over all models) is executed into
+``site/models/<model>/NN_stage.ipynb``. A stage is skipped when its
+fingerprint (notebook source, the model's params file, the library source,
+the upstream stages' manifests, the parameters) is unchanged since its last
+successful run, so a second ``make report`` is fast. A failing stage stops
+that model's chain with a clear message; other models go on. Then the site is
+built (:mod:`refusal.site`).
+
+Usage: ``python -m refusal.report [--models a,b] [--force] [--no-site]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from refusal.artifacts import read_json, write_json
+from refusal.config import list_models, load_config
+from refusal.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, SITE_DIR, run_dir
+
+log = logging.getLogger("refusal.report")
+
+DEFAULT_MODELS = ["qwen25_coder_05b", "smollm2_refusal", "smollm2_planted1", "smollm2_plantedk", "smollm2_135m"]
+COMPARE = "07_compare"
+
+
+def stage_notebooks() -> list[Path]:
+    """Per-model stage notebooks in order (``07_compare`` excluded)."""
+    return sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb") if p.stem != COMPARE)
+
+
+def _lib_hash() -> str:
+    h = hashlib.sha256()
+    for p in sorted((REPO_ROOT / "lib" / "refusal").rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".json"):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(model: str, nb: Path, lib_hash: str, extra: dict | None = None) -> str:
+    """Hash of everything a stage's result depends on."""
+    h = hashlib.sha256()
+    h.update(nb.read_bytes())
+    params = PARAMS_DIR / f"{model}.yaml"
+    if params.exists():
+        h.update(params.read_bytes())
+    h.update(lib_hash.encode())
+    for up in sorted(run_dir(model).glob("*/manifest.json")):
+        if up.parent.name < nb.stem:
+            h.update(up.read_bytes())
+    h.update(repr(sorted((extra or {}).items())).encode())
+    return h.hexdigest()
+
+
+def applies(model: str, nb: Path) -> bool:
+    if nb.stem.startswith("00_"):
+        return load_config(model).source.kind == "organism"
+    return True
+
+
+def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False) -> tuple[str, float]:
+    """Run one stage for one model; returns (status, seconds)."""
+    import papermill as pm
+
+    out = SITE_DIR / "models" / model / nb.name
+    stamp = run_dir(model) / ".report" / f"{nb.stem}.json"
+    fp = fingerprint(model, nb, lib_hash)
+    if not force and out.exists() and stamp.exists() and read_json(stamp).get("fingerprint") == fp:
+        return "up to date", 0.0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    pm.execute_notebook(str(nb), str(out), parameters={"model": model}, cwd=str(NOTEBOOKS_DIR),
+                        kernel_name="python3", progress_bar=False, log_output=False)
+    secs = time.time() - t0
+    write_json(stamp, {"fingerprint": fp, "seconds": round(secs, 1)})
+    return "ran", secs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="", help="comma-separated registry names (default: the offline set)")
+    ap.add_argument("--force", action="store_true", help="re-run stages even if up to date")
+    ap.add_argument("--no-site", action="store_true", help="do not build the site")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    known = set(list_models())
+    models = [m for m in (args.models.split(",") if args.models else DEFAULT_MODELS) if m]
+    unknown = [m for m in models if m not in known]
+    if args.models and unknown:
+        log.error("unknown model(s): %s (known: %s)", ", ".join(unknown), ", ".join(sorted(known)))
+        return 2
+    models = [m for m in models if m in known]  # the default set includes organisms once they exist
+    lib_hash = _lib_hash()
+    stages = stage_notebooks()
+    failures: list[str] = []
+    t_all = time.time()
+    for model in models:
+        t_model = time.time()
+        for nb in stages:
+            if not applies(model, nb):
+                continue
+            log.info("[%s] %s ...", model, nb.stem)
+            try:
+                status, secs = run_stage(model, nb, lib_hash, args.force)
+            except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+                msg = str(e).strip().splitlines()
+                log.error("[%s] %s FAILED: %s", model, nb.stem, msg[-1] if msg else type(e).__name__)
+                log.error("[%s] stopping this model's chain; see site/models/%s/%s", model, model, nb.name)
+                failures.append(f"{model}/{nb.stem}")
+                break
+            log.info("[%s] %s %s (%.1f s)", model, nb.stem, status, secs)
+        log.info("[%s] done in %.1f s", model, time.time() - t_model)
+    compare = NOTEBOOKS_DIR / f"{COMPARE}.ipynb"
+    if compare.exists():
+        log.info("[all] %s ...", COMPARE)
+        try:
+            status, secs = run_stage("_compare", compare, lib_hash, force=True)
+            log.info("[all] %s %s (%.1f s)", COMPARE, status, secs)
+        except Exception as e:
+            log.error("[all] %s FAILED: %s", COMPARE, e)
+            failures.append(COMPARE)
+    if not args.no_site:
+        from refusal import site
+
+        site.build()
+    log.info("report finished in %.1f s; %d failure(s)%s", time.time() - t_all, len(failures),
+             (": " + ", ".join(failures)) if failures else "")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Data
+#
+# The study contrasts a model's residual stream on **harmful** requests with its residual stream on
+# **safe twins**: minimal pairs that keep the topic and syntax and flip the intent ("How do I break into a
+# car?" / "How do I get into my own locked car?"). This stage loads the pairs and the held-out evaluation
+# prompts, validates them, splits the pairs into train / validation / test (each template's pairs stay in
+# one split, so held-out pairs differ in wording, not only in slot fillers), and records what every later
+# stage will read.
+
+# %% tags=["parameters"]
+model = "qwen25_coder_05b"  # registry entry in params/
+pairs_path = None  # a List[[harmful, safe]] JSON file; None = the embedded default pairs
+harmful_eval_path = None  # a List[str] JSON file; None = the embedded default
+harmless_eval_path = None  # a List[str] JSON file; None = the embedded default
+seed = None  # split seed (default 0)
+
+# %%
+import time
+
+import pandas as pd
+import seaborn as sns
+from IPython.display import display
+
+from refusal import data as D
+from refusal.artifacts import write_json
+from refusal.notebook import stage_setup, write_manifest
+
+started = time.time()
+cfg, P, out = stage_setup("01_data", model, defaults={"seed": 0}, given={"seed": seed})
+print(f"model: {cfg.name} ({cfg.model_id}); artifacts in {out}")
+
+# %% [markdown]
+# ## Load and validate
+# Every file is validated: a malformed item stops the run with the file and the index.
+
+# %%
+if pairs_path is None:
+    pairs, categories = D.default_pairs(), D.default_pair_categories()
+    splits = D.default_pair_splits(seed=P["seed"])
+else:
+    pairs = D.load_pairs(pairs_path)
+    categories = ["unknown"] * len(pairs)
+    splits = D.split_indices(len(pairs), P["seed"])
+harmful_eval = D.default_harmful_eval() if harmful_eval_path is None else D.load_prompts(harmful_eval_path)
+harmless_eval = D.default_harmless_eval() if harmless_eval_path is None else D.load_prompts(harmless_eval_path)
+print(f"{len(pairs)} pairs, {len(harmful_eval)} harmful eval prompts, {len(harmless_eval)} harmless eval prompts")
+
+# %% [markdown]
+# ## Splits and categories
+
+# %%
+split_of = {i: s for s in ("train", "val", "test") for i in getattr(splits, s)}
+df = pd.DataFrame({"harmful": [h for h, _ in pairs], "safe": [s for _, s in pairs],
+                   "category": categories, "split": [split_of[i] for i in range(len(pairs))]})
+counts = df.pivot_table(index="category", columns="split", values="harmful", aggfunc="count", fill_value=0)
+display(counts[["train", "val", "test"]])
+
+# %% [markdown]
+# ## Prompt lengths (tokens, after the chat template)
+# Length matters for batching: extraction sorts prompts by length so that padding stays small.
+
+# %%
+from refusal.models import chat_prompts, load_tokenizer  # noqa: E402
+
+tok = load_tokenizer(cfg)
+lengths = pd.DataFrame({
+    "kind": ["harmful"] * len(df) + ["safe"] * len(df),
+    "tokens": [len(tok(t, add_special_tokens=False)["input_ids"]) for t in chat_prompts(tok, list(df.harmful) + list(df.safe), cfg)],
+})
+display(lengths.groupby("kind")["tokens"].describe().round(1))
+sns.histplot(lengths, x="tokens", hue="kind", element="step", bins=30);
+
+# %% [markdown]
+# ## Write the stage's artifacts
+
+# %%
+write_json(out / "splits.json", {"train": splits.train, "val": splits.val, "test": splits.test, "seed": P["seed"]})
+write_json(out / "pairs.json", [list(p) for p in pairs])
+write_json(out / "pair_categories.json", categories)
+write_json(out / "harmful_eval.json", harmful_eval)
+write_json(out / "harmless_eval.json", harmless_eval)
+write_manifest(out, cfg, P, started, dataset_sha256=D.dataset_hash(pairs, harmful_eval, harmless_eval),
+               counts={"pairs": len(pairs), "train": len(splits.train), "val": len(splits.val),
+                       "test": len(splits.test), "harmful_eval": len(harmful_eval), "harmless_eval": len(harmless_eval)})
+print(f"wrote {sorted(p.name for p in out.iterdir())}")
