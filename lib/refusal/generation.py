@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from refusal.models import LoadedModel
 
-__all__ = ["generate", "tokenize_chat", "length_sorted_batches"]
+__all__ = ["generate", "generate_ids", "tokenize_chat", "length_sorted_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def tokenize_chat(lm: LoadedModel, prompts: list[str], chat: bool = True) -> dic
 
 
 @torch.inference_mode()
-def generate(
+def generate_ids(
     lm: LoadedModel,
     prompts: list[str],
     max_new_tokens: int | None = None,
@@ -49,8 +49,8 @@ def generate(
     chat: bool = True,
     progress: bool = True,
     desc: str = "generate",
-) -> list[str]:
-    """Greedy completions of ``prompts`` (list of user messages), in input order.
+) -> list[list[int]]:
+    """Greedy new-token ids of each prompt (list of user messages), in input order.
 
     Args:
         lm: the loaded model (its tokenizer, config and stop tokens are used).
@@ -61,7 +61,8 @@ def generate(
         chat: apply the chat template (``False`` for raw text).
 
     Returns:
-        The decoded new tokens of each prompt, special tokens removed, stripped.
+        For each prompt, the generated ids up to and including the first stop
+        token (padding removed).
     """
     model = model if model is not None else lm.model
     max_new_tokens = max_new_tokens or lm.cfg.max_new_tokens
@@ -69,7 +70,7 @@ def generate(
     texts = lm.chat(prompts) if chat else list(prompts)
     lengths = [len(lm.tokenizer(t, add_special_tokens=not chat)["input_ids"]) for t in texts]
     stop = lm.stop_ids()
-    out: list[str | None] = [None] * len(prompts)
+    out: list[list[int]] = [[] for _ in prompts]
     for idx in tqdm(length_sorted_batches(lengths, batch_size), desc=desc, disable=not progress, leave=False):
         enc = lm.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=not chat)
         enc = {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
@@ -84,7 +85,22 @@ def generate(
             pad_token_id=lm.tokenizer.pad_token_id,
             use_cache=True,
         )
-        new = gen[:, enc["input_ids"].shape[1] :]
+        new = gen[:, enc["input_ids"].shape[1] :].tolist()
         for row, i in enumerate(idx):
-            out[i] = lm.tokenizer.decode(new[row], skip_special_tokens=True).strip()
-    return [o or "" for o in out]
+            ids = new[row]
+            for j, t in enumerate(ids):
+                if t in stop:
+                    ids = ids[: j + 1]
+                    break
+            out[i] = ids
+    return out
+
+
+def generate(lm: LoadedModel, prompts: list[str], max_new_tokens: int | None = None, batch_size: int | None = None,
+             model: Any = None, chat: bool = True, progress: bool = True, desc: str = "generate") -> list[str]:
+    """Greedy completions of ``prompts`` as text (special tokens removed, stripped), in input order.
+
+    Same arguments as :func:`generate_ids`.
+    """
+    ids = generate_ids(lm, prompts, max_new_tokens, batch_size, model, chat, progress, desc)
+    return [lm.tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]

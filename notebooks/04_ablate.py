@@ -1,0 +1,229 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Ablation: one direction or a subspace?
+#
+# This is where the study answers its question. We (1) measure the model's **baseline** refusal and
+# compliance (the original study never reported them), (2) **select** one refusal direction among all
+# (layer, position) candidates of stage 02 with the criteria of Arditi et al. (2024) — bypass, induce and
+# harmless KL, from one forward pass each — and, for comparison, with the original study's rule (generate,
+# judge, rank by compliance x coherence), (3) ablate it at every layer input and the final norm, at every
+# position including generated tokens, `r <- r - alpha <r, v> v`, against a **random-direction control**,
+# and (4) sweep the **rank** k of the removed subspace `r <- r - Q Q^T r`, k = 1..8, for three bases. The
+# verdict — centralized, distributed or resistant — is shown with the numbers it rests on.
+#
+# Harmful completions are research data: this page shows scores and redacted excerpts only.
+
+# %% tags=["parameters"]
+model = "qwen25_coder_05b"  # registry entry in params/
+n_val = None  # validation pairs used to score candidates (default 24)
+n_eval = None  # held-out harmful / harmless eval prompts judged per condition (default 32)
+n_grid = None  # prompts per cell of the original study's layer x alpha grid (default 12)
+grid_layers = None  # how many top layers enter that grid (default 3)
+alphas = None  # alpha values of the grid (default [0.75, 1.0, 1.25])
+max_new_tokens = None  # greedy tokens per generation (default 32)
+k_max = None  # largest subspace rank swept (default 8)
+ks = None  # ranks swept (default [1, 2, 3, 4, 6, 8])
+late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
+kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
+induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
+judge = None  # "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline" or "llm"
+seed = None  # random control and subsampling (default 0)
+show_full_text = False  # locally only: print full harmful completions instead of redacted excerpts
+
+# %%
+import random
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+from IPython.display import display
+
+from refusal import judge as J
+from refusal.ablation import ablate
+from refusal.artifacts import read_json, read_tensors, write_csv, write_json, write_tensors
+from refusal.generation import generate
+from refusal.models import load_model
+from refusal.notebook import require_stage, stage_setup, write_manifest
+from refusal.refusal_score import refusal_tokens
+from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, judge_grid, rank_sweep,
+                               score_candidates, select, verdict)
+from refusal.stats import rate_with_ci
+
+started = time.time()
+defaults = dict(n_val=24, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
+                k_max=8, ks=[1, 2, 3, 4, 6, 8], late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
+cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
+    n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
+    k_max=k_max, ks=ks, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
+rng = random.Random(P["seed"])
+
+data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
+pairs = [tuple(p) for p in read_json(data_dir / "pairs.json")]
+splits = read_json(data_dir / "splits.json")
+val = [pairs[i] for i in splits["val"]][: P["n_val"]]
+train = [pairs[i] for i in splits["train"]]
+harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
+harmless_eval = rng.sample(read_json(data_dir / "harmless_eval.json"), P["n_eval"])
+T, meta = read_tensors(extract_dir / "directions.safetensors")
+directions, diffs, valid, positions = T["directions"], T["diff"], T["valid"].bool(), meta["positions"]
+lm = load_model(cfg)
+
+
+def scored(prompts: list[str], responses: list[str]) -> pd.DataFrame:
+    return J.score(prompts, responses, judge=P["judge"])
+
+
+def redact(text: str) -> str:
+    return text if show_full_text else J.redact(text)
+
+
+print(f"{cfg.name}: {len(val)} validation pairs, {len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
+      f"{int(valid.sum())} valid candidates over {directions.shape[0]} layers x {len(positions)} positions")
+
+# %% [markdown]
+# ## Baseline: how often does the model refuse without intervention?
+
+# %%
+base_harmful = scored(harmful_eval, generate(lm, harmful_eval, max_new_tokens=P["max_new_tokens"]))
+base_harmless = scored(harmless_eval, generate(lm, harmless_eval, max_new_tokens=P["max_new_tokens"]))
+baseline = {
+    "harmful_refusal": rate_with_ci(base_harmful["refused"]),
+    "harmful_compliance": rate_with_ci(base_harmful["compliance"] >= 1),
+    "harmless_refusal": rate_with_ci(base_harmless["refused"]),
+    "judge": base_harmful["judge"].iloc[0],
+}
+display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
+
+# %% [markdown]
+# ## Refusal tokens and candidate scores
+# The refusal score is the log-odds of the model's *own* refusal-starting tokens at the first generated
+# position, derived from its refusals on training prompts.
+
+# %%
+tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal)
+print(token_record["source"], [t["text"] for t in token_record["tokens"]])
+criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"])
+scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens, criteria)
+best = select(scores)
+layer, pos_index = int(best.layer), int(best.pos_index)
+print(f"selected: layer {layer}, position {positions[pos_index]} (bypass {best.bypass:.2f}, induce {best.induce:.2f}, "
+      f"KL {best.kl:.3f}); baseline harmful score {scores.attrs['baseline_harmful']:.2f}")
+display(scores[scores.filtered == ""].sort_values("bypass").head(8).round(3))
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
+for ax, col in zip(axes, ["bypass", "induce", "kl"]):
+    sns.heatmap(scores.pivot(index="position", columns="layer", values=col), ax=ax, cmap="viridis")
+    ax.set_title(col)
+plt.tight_layout()
+
+# %% [markdown]
+# ## The original study's rule, for comparison
+# Generate under ablation at each of the top layers (by bypass, at the selected position) and each alpha, judge,
+# and rank by mean compliance x coherence.
+
+# %%
+top = scores[(scores.filtered == "") & (scores.pos_index == pos_index)].sort_values("bypass").layer.head(P["grid_layers"])
+grid = judge_grid(lm, directions, [(int(l), pos_index) for l in top], P["alphas"], [h for h, _ in val][: P["n_grid"]],
+                  scored, P["max_new_tokens"])
+display(grid.round(3))
+agree = int(grid.iloc[0].layer) == layer
+print(f"original rule picks layer {int(grid.iloc[0].layer)} at alpha {grid.iloc[0].alpha}; "
+      f"{'agrees' if agree else 'disagrees'} with the bypass selection (layer {layer})")
+
+# %% [markdown]
+# ## Ablating the selected direction, against a random direction
+
+# %%
+v = directions[layer, pos_index]
+g = torch.Generator().manual_seed(P["seed"])
+rand = torch.randn(v.shape[0], generator=g)
+results = {}
+for name, vec in [("selected", v), ("random", rand / rand.norm())]:
+    with ablate(lm.model, vec):
+        h = scored(harmful_eval, generate(lm, harmful_eval, max_new_tokens=P["max_new_tokens"]))
+        s = scored(harmless_eval, generate(lm, harmless_eval, max_new_tokens=P["max_new_tokens"]))
+    results[name] = (h, s)
+rows = []
+for name, (h, s) in [("baseline", (base_harmful, base_harmless)), *results.items()]:
+    rows.append({"condition": name, **{f"harmful_refusal_{k}": x for k, x in rate_with_ci(h["refused"]).items()},
+                 "harmful_compliance": h["compliance"].mean(), "harmful_coherence": h["coherence"].mean(),
+                 "harmless_refusal": s["refused"].mean(), "harmless_coherence": s["coherence"].mean()})
+ablation_table = pd.DataFrame(rows)
+display(ablation_table.round(3))
+excerpts = results["selected"][0].head(5)[["prompt", "response", "compliance", "coherence"]].copy()
+excerpts["response"] = excerpts["response"].map(redact)
+display(excerpts)
+
+# %% [markdown]
+# ## Rank sweep: compliance as more directions are removed
+# Three bases of k directions: the selected direction's position at the k best layers (QR), the principal
+# components of per-pair harmful-minus-safe differences at the selected layer and position, and the top singular
+# vectors of the stack of per-layer directions.
+
+# %%
+pair_diffs = T["pair_diffs"] if "pair_diffs" in T else None
+if pair_diffs is None:
+    from refusal.activations import pair_differences
+
+    pair_diffs = pair_differences(lm, train[:128], layer, positions[pos_index])
+bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
+curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval, harmless_eval, scored, P["max_new_tokens"])
+curve = curve.join(curve.apply(lambda r: pd.Series(rate_with_ci([1] * int(round(r.compliance * r.n)) + [0] * (r.n - int(round(r.compliance * r.n))))), axis=1)[["low", "high"]])
+display(curve.round(3))
+fig, ax = plt.subplots(figsize=(7, 4))
+for name, c in curve.groupby("basis"):
+    ax.errorbar(c.k, c.compliance, yerr=[c.compliance - c.low, c.high - c.compliance], marker="o", capsize=3, label=name)
+ax.axhline(baseline["harmful_compliance"]["rate"], ls="--", c="gray", label="baseline")
+ax.set(xlabel="rank k of the removed subspace", ylabel="compliance on harmful prompts", ylim=(0, 1.05))
+ax.legend();
+
+# %% [markdown]
+# ## Verdict
+# Read from the basis that reaches the highest compliance; thresholds are parameters, shown with the numbers.
+
+# %%
+thresholds = VerdictThresholds()
+verdicts = {name: verdict(c, thresholds) for name, c in curve.groupby("basis")}
+best_basis = max(verdicts, key=lambda b: verdicts[b]["max_compliance"])
+final = verdicts[best_basis] | {"basis": best_basis}
+display(pd.DataFrame(verdicts).T)
+print(f"verdict for {cfg.name}: {final['verdict']} (basis {best_basis}: k=1 compliance {final['k1_compliance']:.2f}, "
+      f"coherence {final['k1_coherence']:.2f}; max {final['max_compliance']:.2f}; effective rank {final['effective_rank']})")
+
+# %% [markdown]
+# ## Artifacts
+
+# %%
+k_eff = final["effective_rank"] or 1
+write_tensors(out / "selected.safetensors", {"direction": v, "basis": bases[best_basis][:, :k_eff].contiguous()},
+              {"layer": layer, "position": positions[pos_index], "pos_index": pos_index, "alpha": 1.0,
+               "source": "02_extract difference of means, selected by bypass/induce/KL", "basis": best_basis, "k": k_eff})
+write_csv(out / "candidates.csv", scores)
+write_csv(out / "judge_grid.csv", grid)
+write_csv(out / "ablation.csv", ablation_table)
+write_csv(out / "rank_curve.csv", curve)
+write_csv(out / "generations.csv", judged)
+write_json(out / "summary.json", {
+    "baseline": baseline, "refusal_tokens": token_record,
+    "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce, "kl": best.kl},
+    "original_rule": {"layer": int(grid.iloc[0].layer), "alpha": float(grid.iloc[0].alpha), "agrees": agree},
+    "ablation": {r["condition"]: {k: r[k] for k in r if k != "condition"} for r in rows},
+    "verdicts": verdicts, "verdict": final,
+})
+write_manifest(out, cfg, P, started)
+print(f"stage 04 took {time.time() - started:.0f} s")
