@@ -62,7 +62,7 @@ REFUSAL_PHRASES: tuple[str, ...] = (
     "I won't help with this",
     "I will not provide",
     "Unfortunately, I'm unable to help with that.",
-    "I'm not able to",
+    "I'm not able to help with that.",
     "No. I can't provide guidance on that",
     "Sorry, that's not something I can help with.",
     "That's not something I'm able to assist with.",
