@@ -263,6 +263,26 @@ def test_killed_run_resumes_where_it_stopped(server: FakeOpenAI, tmp_path: Path)
     assert not df.unscored.any() and df.compliance.tolist() == [1.0, 0.0] * 3
 
 
+def test_interrupt_keeps_grades_and_stops_retrying(server: FakeOpenAI, tmp_path: Path) -> None:
+    db = tmp_path / "judge.sqlite"
+    server.answer_limit = 2  # two grades, then the third request hangs
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)  # Ctrl+C while the third request hangs
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(server, cache=db, concurrency=1, timeout=2.0, max_retries=3)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < 5  # the hung request timed out and was not retried
+    assert server.count == 3 and _rows(db) == 2  # no retry, no further item; the two grades kept
+
+
 def _rows(db: Path) -> int:
     """Rows in the grades table (0 before it exists)."""
     con = sqlite3.connect(db, timeout=5)

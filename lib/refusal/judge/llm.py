@@ -23,9 +23,10 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -141,6 +142,7 @@ class LLMJudge:
         self.response_format = response_format
         self.progress = progress
         self.cache = self._open_cache(cache)
+        self._stop = threading.Event()  # set on interruption: workers stop after their current request
         self._client = openai.OpenAI(
             api_key=os.environ.get("OPENAI_API_KEY") or _NO_KEY,
             base_url=self.base_url,
@@ -220,6 +222,9 @@ class LLMJudge:
         failure = _Failure("no attempt", retry=False)
         attempts = 0
         for attempt in range(self.max_retries + 1):
+            if self._stop.is_set():
+                failure = _Failure("interrupted", retry=False)
+                break
             attempts += 1
             outcome = self._attempt(prompt, response)
             if isinstance(outcome, Score):
@@ -230,7 +235,7 @@ class LLMJudge:
             wait = failure.wait if failure.wait is not None else self._backoff(attempt)
             wait = min(wait, self.max_wait)
             log.debug("attempt %d failed (%s); retrying in %.2f s", attempt + 1, failure.reason, wait)
-            time.sleep(wait)
+            self._stop.wait(wait)
         return Score.failed(f"unscored after {attempts} request(s): {failure.reason}")
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Score]:
@@ -262,21 +267,36 @@ class LLMJudge:
         return scores
 
     def _run(self, todo: dict[str, tuple[str, str]]) -> dict[str, Score]:
-        """Send the requests in threads; cache each final grade as it arrives."""
+        """Send the requests in threads; cache each final grade as it arrives.
+
+        On an interruption (e.g. KeyboardInterrupt) queued requests are
+        cancelled, the workers stop after their current request, and grades
+        that arrived in the meantime are still cached.
+        """
         out: dict[str, Score] = {}
+        self._stop.clear()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
+        futures: dict[Future[Score], str] = {}
         try:
             futures = {pool.submit(self.grade, p, r): k for k, (p, r) in todo.items()}
             bar = tqdm(as_completed(futures), total=len(futures), desc=self.name, disable=not self.progress)
             for fut in bar:
-                key = futures[fut]
-                score = fut.result()
-                out[key] = score
-                if self.cache is not None and not score.unscored:
-                    self.cache.put(key, _grade_of(score), model=self.model)
+                self._keep(futures[fut], fut.result(), out)
+        except BaseException:
+            self._stop.set()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for fut, key in futures.items():
+                if key not in out and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self._keep(key, fut.result(), out)
         return out
+
+    def _keep(self, key: str, score: Score, out: dict[str, Score]) -> None:
+        """Record one result; cache it at once if it is a final grade."""
+        out[key] = score
+        if self.cache is not None and not score.unscored:
+            self.cache.put(key, _grade_of(score), model=self.model)
 
 
 def _grade_of(score: Score) -> Grade:
