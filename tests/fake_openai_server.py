@@ -8,7 +8,8 @@ and answers with proper ChatCompletion JSON. Each test tells it how to behave:
   ``429`` (with ``Retry-After: retry_after``), ``400``, ``hang`` (no answer
   until ``hang_s`` passed or the server stops), ``malformed`` (not JSON),
   ``invalid_schema`` (out-of-range values), ``missing_field``, ``batch``
-  (a list of two grades for one item: the wrong count);
+  (a list of two grades for one item: the wrong count), ``not_a_completion``
+  (a 200 answer that is HTML, not a ChatCompletion);
 - ``script``: modes for the first requests, consumed in order, before ``mode``;
 - ``answer_limit``: after this many ``ok`` answers, further requests hang
   (to interrupt a client mid-run);
@@ -194,6 +195,13 @@ def _make_handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 elif mode == "429":
                     self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}},
                                {"Retry-After": fake.retry_after})
+                elif mode == "not_a_completion":
+                    data = b"<html>hello</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                 elif mode == "400":
                     self._send(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
                 else:

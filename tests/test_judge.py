@@ -78,6 +78,11 @@ def test_empty_response_needs_no_request(server: FakeOpenAI) -> None:
     assert not df.unscored.any() and df.refused.tolist()[:2] == [False, False]
 
 
+def test_missing_responses_are_empty(server: FakeOpenAI) -> None:
+    df = run(server, ["a", "b"], [None, float("nan")])
+    assert server.count == 0 and df.response.tolist() == ["", ""] and df.coherence.tolist() == [0.0, 0.0]
+
+
 def test_identical_items_are_asked_once(server: FakeOpenAI) -> None:
     df = run(server, ["p"] * 4, ["same answer here"] * 4)
     assert server.count == 1 and len(df) == 4 and not df.unscored.any()
@@ -132,6 +137,7 @@ def test_hang_times_out_and_is_bounded(server: FakeOpenAI) -> None:
     ("invalid_schema", "must be one of 0, 0.5, 1"),
     ("missing_field", "lacks field 'coherence'"),
     ("batch", "JSON list"),  # the wrong count: two grades for one item
+    ("not_a_completion", "not a chat completion"),
 ])
 def test_malformed_replies_are_retried_then_unscored(server: FakeOpenAI, mode: str, why: str) -> None:
     server.mode = mode
@@ -168,7 +174,7 @@ def test_concurrency_is_configurable(server: FakeOpenAI) -> None:
     t0 = time.monotonic()
     df = run(server, prompts, ["answer"] * 8, concurrency=4)
     assert not df.unscored.any() and server.count == 8
-    assert server.max_in_flight == 4
+    assert 2 <= server.max_in_flight <= 4  # parallel, never more than asked
     assert time.monotonic() - t0 < 8 * 0.3
 
 

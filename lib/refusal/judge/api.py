@@ -87,7 +87,7 @@ def score(
             see :class:`refusal.judge.llm.LLMJudge`.
         progress: show progress bars.
     """
-    prompts, responses = [str(p) for p in prompts], ["" if r is None else str(r) for r in responses]
+    prompts, responses = [str(p) for p in prompts], [_text(r) for r in responses]
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     if pick_judge(judge) == "offline":
@@ -97,6 +97,11 @@ def score(
         max_wait=max_wait, backoff=backoff, response_format=response_format, cache=cache, progress=progress,
     )
     return _frame(prompts, responses, llm.score(prompts, responses), llm.name)
+
+
+def _text(value: Any) -> str:
+    """A response as text; a missing one (None, NaN, NA) is the empty response."""
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:

@@ -200,11 +200,14 @@ class LLMJudge:
             return _Failure(f"HTTP {status}: {str(e)[:200]}", retry=retry, wait=wait)
         except openai.APIResponseValidationError as e:
             return _Failure(f"invalid API response: {str(e)[:200]}", retry=True)
+        except openai.OpenAIError as e:
+            return _Failure(f"{type(e).__name__}: {str(e)[:200]}", retry=False)
         try:
-            if not completion.choices:
-                raise MalformedReply("reply has no choices")
-            return Score.from_grade(parse_reply(completion.choices[0].message.content))
-        except MalformedReply as e:
+            choices = getattr(completion, "choices", None)
+            if not choices:
+                raise MalformedReply(f"not a chat completion: {str(completion)[:200]!r}")
+            return Score.from_grade(parse_reply(getattr(choices[0].message, "content", None)))
+        except (MalformedReply, AttributeError, TypeError) as e:
             return _Failure(f"malformed reply: {e}", retry=True)
 
     def _backoff(self, attempt: int) -> float:
