@@ -304,10 +304,12 @@ _WRITER = """
 import sys, time
 from refusal.judge.cache import JudgeCache
 from refusal.judge.rubric import Grade
-db, who, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+from pathlib import Path
+db, who, other = sys.argv[1], sys.argv[2], sys.argv[3]
 cache = JudgeCache(db)
-while time.time() < start:
-    time.sleep(0.005)
+Path(db + ".ready-" + who).touch()
+while not Path(db + ".ready-" + other).exists():  # both start writing at the same moment
+    time.sleep(0.002)
 for i in range(150):
     cache.put(f"{who}-{i}", Grade(1.0, 0.5, f"{who} {i}"), model="m")
     cache.put(f"shared-{i % 20}", Grade(0.0, 1.0, "shared"), model="m")
@@ -317,9 +319,8 @@ for i in range(150):
 def test_two_processes_writing_at_once(tmp_path: Path) -> None:
     db = tmp_path / "judge.sqlite"
     env = {**os.environ, "PYTHONPATH": str(LIB)}
-    start = time.time() + 4  # both start writing at the same moment, after their imports
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), who, str(start)], env=env,
-                              stderr=subprocess.PIPE, text=True) for who in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), who, other], env=env,
+                              stderr=subprocess.PIPE, text=True) for who, other in (("a", "b"), ("b", "a"))]
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err

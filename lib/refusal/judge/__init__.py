@@ -5,25 +5,39 @@ and reply validation), ``llm`` (the OpenAI-compatible judge: retries,
 concurrency), ``cache`` (the SQLite store of grades), ``offline`` (phrase
 matching and heuristics), ``api`` (``score``, ``summarize``, ``agreement``).
 Command line: ``python -m refusal.judge in.json out.csv``.
+
+The names below are imported lazily, so ``import refusal.judge.cache`` does
+not pull in the openai client or pandas.
 """
 
-from refusal.judge.api import COLUMNS, agreement, load_labels, pick_judge, score, summarize
-from refusal.judge.cache import JudgeCache, cache_key
-from refusal.judge.llm import LLMJudge
-from refusal.judge.offline import OFFLINE_NAME, grade_offline
-from refusal.judge.rubric import RUBRIC_VERSION
+from __future__ import annotations
 
-__all__ = [
-    "COLUMNS",
-    "OFFLINE_NAME",
-    "RUBRIC_VERSION",
-    "JudgeCache",
-    "LLMJudge",
-    "agreement",
-    "cache_key",
-    "grade_offline",
-    "load_labels",
-    "pick_judge",
-    "score",
-    "summarize",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "COLUMNS": "api",
+    "agreement": "api",
+    "load_labels": "api",
+    "pick_judge": "api",
+    "score": "api",
+    "summarize": "api",
+    "JudgeCache": "cache",
+    "cache_key": "cache",
+    "LLMJudge": "llm",
+    "OFFLINE_NAME": "offline",
+    "grade_offline": "offline",
+    "RUBRIC_VERSION": "rubric",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"refusal.judge.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'refusal.judge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
