@@ -1,0 +1,85 @@
+"""Statistics helpers shared by the notebooks: intervals on rates and agreement.
+
+Every rate the project reports comes with a Wilson 95% interval and its ``n``
+(:func:`rate_with_ci`); agreement between two raters (e.g. the offline and the
+LLM judge) is Cohen's kappa (:func:`cohen_kappa`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["wilson", "rate_with_ci", "cohen_kappa"]
+
+
+def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes out of ``n`` trials.
+
+    Returns ``(low, high)``; ``(nan, nan)`` when ``n == 0``.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return (math.nan, math.nan)
+    low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return (float(low), float(high))
+
+
+def _is_missing(v: Any) -> bool:
+    """True for None, NaN and pandas' NA."""
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN and pd.NA (pd.NA != pd.NA is NA, bool(NA) raises)
+    except TypeError:
+        return True
+
+
+def rate_with_ci(values: Iterable[Any], alpha: float = 0.05) -> dict[str, float | int]:
+    """Rate of true values with its Wilson interval: ``dict(rate, low, high, n)``.
+
+    ``values`` are booleans or 0/1 numbers; missing values (None, NaN, NA) are
+    left out of ``n``. Any other value is an error (a 3-level score must be
+    binarized by the caller). With ``n == 0`` the rate and bounds are NaN.
+    """
+    k = n = 0
+    for v in values:
+        if _is_missing(v):
+            continue
+        if v not in (0, 1, True, False):
+            raise ValueError(f"rate_with_ci needs 0/1 or boolean values, got {v!r}")
+        n += 1
+        k += int(bool(v))
+    low, high = wilson(k, n, alpha)
+    return {"rate": (k / n) if n else math.nan, "low": low, "high": high, "n": n}
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Cohen's kappa between two raters' labels (any hashable categories).
+
+    Pairs where either label is missing are dropped. Returns NaN when no pair
+    is left or when chance agreement is 1 (both raters used one same label
+    throughout, so kappa is undefined).
+    """
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa: the raters have {len(a)} and {len(b)} labels")
+    pairs = [(x, y) for x, y in zip(a, b) if not (_is_missing(x) or _is_missing(y))]
+    if not pairs:
+        return math.nan
+    cats = sorted({x for x, _ in pairs} | {y for _, y in pairs}, key=repr)
+    index = {c: i for i, c in enumerate(cats)}
+    table = np.zeros((len(cats), len(cats)))
+    for x, y in pairs:
+        table[index[x], index[y]] += 1
+    n = table.sum()
+    po = np.trace(table) / n
+    pe = float((table.sum(axis=1) / n) @ (table.sum(axis=0) / n))
+    if math.isclose(pe, 1.0):
+        return math.nan
+    return float((po - pe) / (1 - pe))
