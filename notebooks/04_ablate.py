@@ -58,10 +58,11 @@ from refusal.artifacts import read_json, read_tensors, write_csv, write_json, wr
 from refusal.generation import generate
 from refusal.models import load_model
 from refusal.notebook import require_stage, stage_setup, write_manifest
+from refusal.redact import redact
 from refusal.refusal_score import refusal_tokens
 from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, judge_grid, rank_sweep,
                                score_candidates, select, verdict)
-from refusal.stats import rate_with_ci
+from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
 defaults = dict(n_val=24, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
@@ -87,8 +88,8 @@ def scored(prompts: list[str], responses: list[str]) -> pd.DataFrame:
     return J.score(prompts, responses, judge=P["judge"])
 
 
-def redact(text: str) -> str:
-    return text if show_full_text else J.redact(text)
+def shown(text: str) -> str:
+    return text if show_full_text else redact(text)
 
 
 print(f"{cfg.name}: {len(val)} validation pairs, {len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
@@ -166,7 +167,7 @@ for name, (h, s) in [("baseline", (base_harmful, base_harmless)), *results.items
 ablation_table = pd.DataFrame(rows)
 display(ablation_table.round(3))
 excerpts = results["selected"][0].head(5)[["prompt", "response", "compliance", "coherence"]].copy()
-excerpts["response"] = excerpts["response"].map(redact)
+excerpts["response"] = excerpts["response"].map(shown)
 display(excerpts)
 
 # %% [markdown]
@@ -183,13 +184,15 @@ if pair_diffs is None:
     pair_diffs = pair_differences(lm, train[:128], layer, positions[pos_index])
 bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
 curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval, harmless_eval, scored, P["max_new_tokens"])
-curve = curve.join(curve.apply(lambda r: pd.Series(rate_with_ci([1] * int(round(r.compliance * r.n)) + [0] * (r.n - int(round(r.compliance * r.n))))), axis=1)[["low", "high"]])
+# Wilson intervals on the share of fully compliant answers (compliance = 1)
+curve[["full", "low", "high"]] = [(f, *wilson(round(f * n), n)) for f, n in zip(curve.full_compliance, curve.n)]
 display(curve.round(3))
 fig, ax = plt.subplots(figsize=(7, 4))
 for name, c in curve.groupby("basis"):
-    ax.errorbar(c.k, c.compliance, yerr=[c.compliance - c.low, c.high - c.compliance], marker="o", capsize=3, label=name)
+    ax.errorbar(c.k, c.full, yerr=[c.full - c.low, c.high - c.full], marker="o", capsize=3, label=name)
 ax.axhline(baseline["harmful_compliance"]["rate"], ls="--", c="gray", label="baseline")
-ax.set(xlabel="rank k of the removed subspace", ylabel="compliance on harmful prompts", ylim=(0, 1.05))
+ax.set(xlabel="rank k of the removed subspace", ylabel="share fully compliant (Wilson 95%)", ylim=(0, 1.05),
+       title=f"n = {int(curve.n.iloc[0])} harmful prompts per point")
 ax.legend();
 
 # %% [markdown]

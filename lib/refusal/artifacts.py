@@ -17,9 +17,7 @@ import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from refusal.paths import REPO_ROOT
 
@@ -34,6 +32,9 @@ __all__ = [
     "sha256_file",
     "provenance",
 ]
+
+if TYPE_CHECKING:  # torch is imported lazily: the judge's CLI and cache do not need it
+    import torch
 
 _LIBS = ("torch", "transformers", "transformer-lens", "numpy", "refusal-representations")
 
@@ -57,8 +58,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
     if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     if isinstance(obj, Path):
@@ -84,7 +83,7 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
 
 
-def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> Path:
+def write_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any] | None = None) -> Path:
     """Write tensors to safetensors atomically; ``meta`` is stored as JSON in the header."""
     from safetensors.torch import save_file
 
@@ -94,7 +93,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict
     return Path(path)
 
 
-def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """Read a safetensors file written by :func:`write_tensors`: (tensors, meta)."""
     from safetensors import safe_open
     from safetensors.torch import load_file

@@ -217,8 +217,8 @@ def rank_sweep(
                 kl = kl_last(base_harmless, last_logprobs(lm, harmless)).mean().item()
             j = judge(harmful, outs)
             rows.append({"basis": name, "k": k, "compliance": j["compliance"].mean(), "coherence": j["coherence"].mean(),
-                         "score": (j["compliance"] * j["coherence"]).mean(), "refusal": (j["compliance"] == 0).mean(),
-                         "kl": kl, "n": len(harmful)})
+                         "score": (j["compliance"] * j["coherence"]).mean(), "full_compliance": (j["compliance"] >= 1).mean(),
+                         "refusal": j["refused"].astype("float").mean(), "kl": kl, "n": len(harmful)})
             judged.append(j.assign(basis=name, k=k))
     return pd.DataFrame(rows), pd.concat(judged, ignore_index=True)
 

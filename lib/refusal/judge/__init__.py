@@ -27,6 +27,8 @@ _EXPORTS = {
     "LLMJudge": "llm",
     "OFFLINE_NAME": "offline",
     "grade_offline": "offline",
+    "is_refusal": "offline",
+    "find_refusal": "offline",
     "RUBRIC_VERSION": "rubric",
 }
 

@@ -149,6 +149,11 @@ def find_refusal(text: str) -> str | None:
     return None
 
 
+def is_refusal(text: str) -> bool:
+    """True if ``text`` contains a refusal phrase (see :func:`find_refusal`)."""
+    return find_refusal(text) is not None
+
+
 def _tokens(text: str) -> list[str]:
     """Whitespace tokens stripped of surrounding punctuation (may be empty strings)."""
     return [t.strip(".,;:!?\"'()[]{}*_`") for t in normalize(text).split()]
