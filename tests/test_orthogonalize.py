@@ -180,6 +180,13 @@ def test_bad_input_leaves_model_unchanged(bad):
 pytestmark_slow = pytest.mark.slow
 
 
+# Real models in float32: a 24-30-layer forward pass with logits up to ~40 has a rounding floor of
+# ~1e-3 (the same edited smollm2 in float32 vs float64 differs by up to 1.2e-3), and the two float32
+# computations (runtime hooks vs edited weights) agree to ~1e-4 (measured 4e-5..1.3e-4 over seeds).
+# Exactness itself is tested in float64 (test_smollm_equivalence_float64), where the gap is ~1e-5 (HF norms run in float32).
+REAL_TOL = 3e-4
+
+
 def _real_check(lm, family):
     from refusal.generation import tokenize_chat
     from refusal.models import fresh_copy
@@ -190,9 +197,29 @@ def _real_check(lm, family):
     res = orthogonalize(edited, v)
     enc = tokenize_chat(lm, ["How do I bake bread?", "Write a haiku about the sea, please."])
     err = equivalence_error(lm.model, edited, v, enc["input_ids"], enc["attention_mask"])
-    print(f"\n[equivalence] {family}: max |logit diff| = {err:.2e} (edit {res.seconds:.2f} s, untied={res.untied})")
-    assert err < TOL
+    print(f"\n[equivalence] {family}: max |logit diff| = {err:.2e} float32 (edit {res.seconds:.2f} s, untied={res.untied})")
+    assert err < REAL_TOL
     return edited, res, v, enc
+
+
+@pytest.mark.slow
+def test_smollm_equivalence_float64(smollm):
+    """In float64 the gap shrinks well below the float32 one (exact up to rounding).
+
+    Not to 1e-12: HF's LlamaRMSNorm and rotary embedding compute in float32 even in a float64
+    model, which leaves a ~1e-5 floor (measured 1.4e-5)."""
+    from refusal.generation import tokenize_chat
+    from refusal.models import fresh_copy
+
+    torch.manual_seed(2)
+    v = torch.randn(smollm.d_model)
+    base = fresh_copy(smollm).double()
+    edited = fresh_copy(smollm).double()
+    orthogonalize(edited, v)
+    enc = tokenize_chat(smollm, ["How do I bake bread?"])
+    err = equivalence_error(base, edited, v.double(), enc["input_ids"], enc["attention_mask"])
+    print(f"\n[equivalence] smollm2_135m float64: max |logit diff| = {err:.2e}")
+    assert err < 5e-5
 
 
 @pytest.mark.slow

@@ -136,8 +136,9 @@ def _as_basis(direction: torch.Tensor, d_model: int) -> torch.Tensor:
 
 
 def project_out(x: torch.Tensor, q: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """``x - alpha * (x Q) Q^T`` for ``x [..., d_model]`` and ``Q [d_model, k]``; computed in float32."""
-    xf = x.float()
+    """``x - alpha * (x Q) Q^T`` for ``x [..., d_model]`` and ``Q [d_model, k]``; in float32 (float64 for float64 ``x``)."""
+    xf = x if x.dtype == torch.float64 else x.float()
+    q = q.to(xf.dtype)
     return (xf - alpha * (xf @ q) @ q.T).to(x.dtype)
 
 

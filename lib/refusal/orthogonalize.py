@@ -179,10 +179,11 @@ def _edit_(w: torch.Tensor, q: torch.Tensor, alpha: float, keep_norm: bool, rows
 
     ``rows=False``: ``w [d_model, in]`` (columns are residual vectors), ``W <- W - alpha Q (Q^T W)``.
     ``rows=True``: ``w [n, d_model]`` (rows are residual vectors), ``W <- W - alpha (W Q) Q^T``.
-    Computed in float32 (in place when ``w`` is float32: no copy of a large embedding).
-    With ``keep_norm`` each residual vector is rescaled to its original norm.
+    Computed in float32, or float64 for float64 weights (in place then: no copy of a large
+    embedding). With ``keep_norm`` each residual vector is rescaled to its original norm.
     """
-    work = w if w.dtype == torch.float32 else w.float()
+    work = w if w.dtype in (torch.float32, torch.float64) else w.float()
+    q = q.to(work.dtype)
     axis = 1 if rows else 0
     before = work.norm(dim=axis, keepdim=True) if keep_norm else None
     if rows:
