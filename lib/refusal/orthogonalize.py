@@ -295,7 +295,8 @@ def model_card(result: OrthoResult, info: dict[str, Any]) -> str:
         "Weights edited by `refusal.orthogonalize.orthogonalize`: the component along span(Q) was removed from the "
         "token embedding and from every block's attention-output (o_proj) and MLP-output (down_proj) matrix and bias "
         "(`W <- W - alpha Q Q^T W`).",
-        "With alpha = 1 this model's logits equal the original model's under runtime ablation at every layer input "
+        "With alpha = 1 this model's logits equal the original model's under runtime ablation at every layer input, "
+        "every pre-MLP norm input "
         "and at the final norm input; for alpha != 1 the two differ (runtime ablation compounds over layers).",
         "",
         "| field | value |",
