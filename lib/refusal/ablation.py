@@ -6,9 +6,11 @@
 
 They are applied as PyTorch forward pre-hooks on the residual stream's
 read points: the input of every decoder layer (TransformerLens
-``blocks.{i}.hook_resid_pre``) and the input of the final norm
-(``ln_final.hook_in``). Every write into the residual stream is read at one
-of these points, so ablating all of them removes the component everywhere,
+``blocks.{i}.hook_resid_pre``), the input of every block's pre-MLP norm
+(the MLP reads the mid-block residual ``hook_resid_mid``, which already holds
+the attention output) and the input of the final norm (``ln_final.hook_in``).
+Every write into the residual stream is read at one of these points, so
+ablating all of them removes the component everywhere,
 at every position, prompt and generated tokens alike: HF ``generate`` with
 its KV cache runs under the hooks. Works on the un-bridged HF model (any
 architecture with ``model.model.layers`` and ``model.model.norm``) and on a
@@ -26,6 +28,7 @@ from torch import nn
 __all__ = [
     "decoder_layers",
     "final_norm",
+    "mid_norm",
     "check_unit",
     "orthonormal_basis",
     "project_out",
@@ -62,6 +65,20 @@ def final_norm(model: nn.Module) -> nn.Module:
         if hasattr(inner, attr):
             return getattr(inner, attr)
     raise InterventionError(f"cannot find the final norm in {type(model).__name__}")
+
+
+def mid_norm(block: nn.Module) -> nn.Module | None:
+    """The norm through which a block's MLP reads the mid-block residual (after attention's write).
+
+    ``pre_feedforward_layernorm`` (Gemma 2/3, whose ``post_attention_layernorm``
+    normalizes the attention *output*), else ``post_attention_layernorm``
+    (Llama, Qwen, Gemma 1, Phi-3, Mistral), else ``ln_2`` (Qwen-1, GPT-2); ``None`` if none.
+    """
+    for attr in ("pre_feedforward_layernorm", "post_attention_layernorm", "ln_2"):
+        m = getattr(block, attr, None)
+        if isinstance(m, nn.Module):
+            return m
+    return None
 
 
 def check_unit(v: torch.Tensor, d_model: int | None = None, name: str = "direction") -> torch.Tensor:
@@ -119,8 +136,9 @@ def _as_basis(direction: torch.Tensor, d_model: int) -> torch.Tensor:
 
 
 def project_out(x: torch.Tensor, q: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """``x - alpha * (x Q) Q^T`` for ``x [..., d_model]`` and ``Q [d_model, k]``; computed in float32."""
-    xf = x.float()
+    """``x - alpha * (x Q) Q^T`` for ``x [..., d_model]`` and ``Q [d_model, k]``; in float32 (float64 for float64 ``x``)."""
+    xf = x if x.dtype == torch.float64 else x.float()
+    q = q.to(xf.dtype)
     return (xf - alpha * (xf @ q) @ q.T).to(x.dtype)
 
 
@@ -162,7 +180,9 @@ def ablate(
     """Remove a direction ``[d_model]`` or subspace ``Q [d_model, k]`` from the residual stream.
 
     Applies ``r <- r - alpha Q Q^T r`` at the input of each layer in
-    ``layers`` (default: all) and, with ``final``, at the final norm's input.
+    ``layers`` (default: all), at the input of those layers' pre-MLP norm
+    (the mid-block residual) and, with ``final``, at the final norm's input.
+    With ``alpha = 1`` this equals :func:`refusal.orthogonalize.orthogonalize`.
     The direction is validated (and normalized) before any hook is set.
     Yields the basis actually used, ``[d_model, k]``.
     """
@@ -171,7 +191,8 @@ def ablate(
     qd = q.to(dev)
     blocks = decoder_layers(model)
     idx = range(len(blocks)) if layers is None else layers
-    points = [blocks[i] for i in idx] + ([final_norm(model)] if final else [])
+    mids = [m for m in (mid_norm(blocks[i]) for i in idx) if m is not None]
+    points = [blocks[i] for i in idx] + mids + ([final_norm(model)] if final else [])
     with _hooks(model, points, lambda h: project_out(h, qd, alpha)):
         yield q
 

@@ -1,0 +1,104 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Benchmarks: what does orthogonalization cost?
+#
+# Removing the refusal direction should leave general capability intact. We compare the base model with
+# the orthogonalized checkpoint written by 05 on
+#
+# - **lm-eval-harness**, zero-shot, on the project's local multiple-choice task (general knowledge and
+#   easy reasoning, written for this project; accuracy and length-normalized accuracy with lm-eval's
+#   standard errors). The original study's task list (ARC, BoolQ, HellaSwag, PIQA, TruthfulQA MC1,
+#   WinoGrande) needs hub access for its data: set `hub_tasks = True` on such a machine.
+# - **KL divergence** KL(base || edited) of the next-token distributions over the base model's own greedy
+#   completions of harmless prompts: at the first generated token and averaged over the completion.
+# - **Cross-entropy** of both models on those harmless texts (prompt + base completion).
+
+# %% tags=["parameters"]
+model = "qwen25_coder_05b"  # registry entry in params/
+limit = None  # lm-eval items per task (None = all)
+batch_size = None  # default: the model's batch_size
+n_kl_prompts = None  # harmless eval prompts for KL / CE (default 32)
+max_new_tokens = None  # completion length for KL / CE (default: the model's max_new_tokens)
+hub_tasks = None  # also run the original study's hub tasks (needs hub access; default False)
+
+# %%
+import time
+
+import pandas as pd
+import seaborn as sns
+from IPython.display import display
+from transformers import AutoModelForCausalLM
+
+from refusal import bench
+from refusal.artifacts import read_json, write_csv, write_json
+from refusal.generation import generate
+from refusal.models import load_model
+from refusal.notebook import require_stage, stage_setup, write_manifest
+
+started = time.time()
+cfg, P, out = stage_setup("06_benchmark", model,
+                          defaults={"limit": None, "batch_size": None, "n_kl_prompts": 32, "max_new_tokens": None,
+                                    "hub_tasks": False},
+                          given={"limit": limit, "batch_size": batch_size, "n_kl_prompts": n_kl_prompts,
+                                 "max_new_tokens": max_new_tokens, "hub_tasks": hub_tasks})
+harmless = read_json(require_stage(model, "01_data") / "harmless_eval.json")
+ortho_dir = require_stage(model, "05_orthogonalize")
+lm = load_model(cfg)
+edited = AutoModelForCausalLM.from_pretrained(ortho_dir / "model", dtype=lm.model.dtype).to(lm.model.device).eval()
+ortho = read_json(ortho_dir / "orthogonalization.json")
+print(f"model: {cfg.name}; edited checkpoint {ortho_dir / 'model'} (alpha {ortho['result']['alpha']}, "
+      f"rank {ortho['result']['rank']}, basis {ortho['result']['basis_sha256'][:12]})")
+
+# %% [markdown]
+# ## lm-eval, before and after
+
+# %%
+tasks = [bench.LOCAL_TASK] + (list(bench.HUB_TASKS) if P["hub_tasks"] else [])
+bs = P["batch_size"] or cfg.batch_size
+t0 = time.time()
+lmeval = bench.compare_lm_eval({"base": lm.model, "orthogonalized": edited}, lm.tokenizer, tasks,
+                               limit=P["limit"], batch_size=bs)
+lm_eval_seconds = time.time() - t0
+display(lmeval.round(4))
+sns.pointplot(lmeval, x="value", y="metric", hue="model", linestyle="none", dodge=0.3, errorbar=None);
+print(f"lm-eval: {lm_eval_seconds:.1f} s for {len(tasks)} task(s) x 2 models")
+
+# %% [markdown]
+# ## KL and cross-entropy on harmless text
+# The base model's greedy completions of harmless prompts are the reference text; both models are scored
+# on the same tokens.
+
+# %%
+prompts = harmless[: P["n_kl_prompts"]]
+completions = generate(lm, prompts, max_new_tokens=P["max_new_tokens"] or cfg.max_new_tokens, desc="base completions")
+signals = bench.capability_signals(lm, edited, prompts, completions, batch_size=bs)
+kl_summary = signals.summary()
+display(pd.Series(kl_summary).round(4).to_frame("value"))
+per_prompt = pd.DataFrame({"prompt": prompts, "first_token_kl": signals.first_token_kl, "mean_kl": signals.mean_kl,
+                           "ce_base": signals.ce_base, "ce_edited": signals.ce_edited})
+sns.histplot(per_prompt, x="first_token_kl", bins=20);
+
+# %% [markdown]
+# ## Write the stage's artifacts
+
+# %%
+write_csv(out / "lm_eval.csv", lmeval)
+write_csv(out / "kl_ce_per_prompt.csv", per_prompt)
+write_json(out / "capability.json", {"kl_ce": kl_summary, "tasks": tasks, "lm_eval_seconds": lm_eval_seconds,
+                                     "basis_sha256": ortho["result"]["basis_sha256"]})
+write_manifest(out, cfg, P, started, basis_sha256=ortho["result"]["basis_sha256"])
+print(f"wrote {sorted(p.name for p in out.iterdir())}")
