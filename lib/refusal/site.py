@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from refusal.paths import REPO_ROOT, SITE_DIR
 
@@ -42,8 +44,65 @@ def _preview_markdown(md: Path, out: Path, title: str) -> None:
                    f"</head><body>{mistune.html(text)}</body></html>")
 
 
+def _num(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int,)) or (isinstance(x, float) and x.is_integer() and digits == 0):
+        return str(int(x))
+    return f"{x:.{digits}f}"
+
+
+def _rate(row: dict, key: str) -> str:
+    if row.get(key) is None or (isinstance(row.get(key), float) and math.isnan(row[key])):
+        return "–"
+    return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
+
+
+def findings_markdown(df: Any) -> tuple[str, str]:
+    """(markdown table, notes) of the findings; every cell comes from ``df`` (see refusal.findings)."""
+    if df.empty:
+        return "*No model has results yet: run `make report`.*", ""
+    head = ("| model | baseline refusal [95% CI] | selected layer / position | held-out Cohen's d | "
+            "refusal after ablation [95% CI] | compliance / coherence | random-direction refusal | "
+            "effective rank | verdict | benchmark Δacc | harmless first-token KL |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for row in df.to_dict("records"):
+        lines.append(" | ".join([
+            f"| `{row['model']}`", _rate(row, "baseline_refusal"),
+            f"{_num(row.get('layer'), 0)} / {_num(row.get('position'), 0)}", _num(row.get("d_test")),
+            _rate(row, "ablated_refusal"), f"{_num(row.get('ablated_compliance'))} / {_num(row.get('ablated_coherence'))}",
+            _num(row.get("random_refusal")), _num(row.get("effective_rank"), 0), str(row.get("verdict") or "–"),
+            _num(row.get("benchmark_delta"), 3), _num(row.get("harmless_first_token_kl"), 3)]) + " |")
+    judges = sorted({str(j) for j in df.get("judge", []) if isinstance(j, str)})
+    n = sorted({int(x) for x in df.get("n_eval", []) if x == x})
+    notes = (f"Rates are shares of n = {', '.join(map(str, n))} held-out harmful prompts per condition, with Wilson "
+             f"95% intervals; scored by the {', '.join(judges) or '–'} judge. The verdict rule (centralized / "
+             "distributed / resistant) and its thresholds are stated in each model's 04_ablate notebook.")
+    return "\n".join(lines), notes
+
+
+def write_index(root: Path | None = None) -> Path:
+    """Generate ``site/index.qmd`` from the template and the artifacts in ``runs/``."""
+    from string import Template
+
+    from refusal.artifacts import _git_commit
+    from refusal.data import default_pairs
+    from refusal.findings import findings_table
+
+    table, notes = findings_markdown(findings_table(root=root))
+    tmpl = Template((SITE_DIR / "templates" / "index.qmd.tmpl").read_text())
+    page = tmpl.substitute(findings_table=table, findings_notes=notes, n_pairs=len(default_pairs()),
+                           commit=(_git_commit() or "unknown")[:12])
+    out = SITE_DIR / "index.qmd"
+    out.write_text(page)
+    return out
+
+
 def build() -> Path:
-    """Render the site into ``_site/``; returns the index page."""
+    """Write the index page from the artifacts, then render the site into ``_site/``; returns the index page."""
+    write_index()
     if shutil.which("quarto"):
         subprocess.run(["quarto", "render"], cwd=REPO_ROOT, check=True)
         return OUT / "index.html"
