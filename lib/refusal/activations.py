@@ -57,7 +57,9 @@ __all__ = [
     "template_positions",
     "hook_name",
     "tokenize_prompts",
+    "left_pad",
     "collect",
+    "project",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,7 @@ def tokenize_prompts(lm: LoadedModel, prompts: Sequence[str]) -> list[list[int]]
     return [list(x) for x in lm.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask)``, both ``[batch, max_len]``, left padded."""
     n = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
@@ -249,7 +251,7 @@ def collect(
     with bridge.hooks(fwd_hooks=fwd_hooks):
         for batch in tqdm(batches, desc=f"{desc} ({mode})", disable=not progress, leave=False):
             current[:] = batch
-            ids, mask = _left_pad([seqs[i] for i in batch], pad_id)
+            ids, mask = left_pad([seqs[i] for i in batch], pad_id)
             try:
                 bridge(ids.to(device), attention_mask=mask.to(device), return_type=None, prepend_bos=False)
             except _Stop:
@@ -259,3 +261,16 @@ def collect(
     log.info("%s: %d prompts, %d layers x %d positions (%s, %s)", desc, len(seqs), n_l, n_p, hook, mode)
     return ActivationStats(sum=sums, count=len(seqs), layers=layers, positions=positions, hook=hook,
                            projections=proj, acts=kept)
+
+
+def project(acts: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Projections of kept activations onto candidates.
+
+    Args:
+        acts: ``[n_prompts, n_layers, n_pos, d_model]`` (any float dtype).
+        directions: ``[n_layers, n_pos, d_model]``.
+
+    Returns:
+        ``[n_prompts, n_layers, n_pos]`` float32 ``<x, v>`` (computed in float32).
+    """
+    return torch.einsum("nlpd,lpd->nlp", acts.float(), directions.float())

@@ -27,7 +27,7 @@ import torch
 
 from refusal.artifacts import read_tensors, write_tensors
 
-__all__ = ["Directions", "diff_of_means", "write_directions", "read_directions", "DEGENERATE_RTOL"]
+__all__ = ["Directions", "diff_of_means", "extract_directions", "write_directions", "read_directions", "DEGENERATE_RTOL"]
 
 # A difference whose norm is below this fraction of the means' norms is treated as zero.
 DEGENERATE_RTOL = 1e-6
@@ -101,3 +101,34 @@ def read_directions(path: str | Path) -> Directions:
         raise ValueError(f"{path}: directions are not unit where valid and zero elsewhere")
     return Directions(directions=t["directions"], diff=t["diff"], mean_harmful=t["mean_harmful"],
                       mean_safe=t["mean_safe"], valid=v, meta=meta)
+
+
+def extract_directions(bridge: Any, lm: Any, harmful: list[str], safe: list[str], hook: str = "resid_pre",
+                       mode: str = "batched", batch_size: int | None = None, keep: torch.dtype | None = None,
+                       split: str = "train", progress: bool = True) -> tuple[Directions, torch.Tensor | None, torch.Tensor | None]:
+    """Difference-of-means candidates at every layer and post-instruction position.
+
+    Streams ``harmful`` and ``safe`` through :func:`refusal.activations.collect` (float64
+    sums). With ``keep`` (opt-in, e.g. ``torch.float16``), the activations at the
+    selected positions are kept for the duration of this call only, so that the
+    in-sample projections onto the new directions come from the same forward pass;
+    they are returned as ``[n_harmful, L, P]`` and ``[n_safe, L, P]`` (else ``None``).
+
+    Returns:
+        (directions with the contract's meta, harmful projections, safe projections).
+    """
+    from refusal.activations import collect, project, template_positions
+
+    tp = template_positions(lm)
+    kw = dict(positions=tp.positions, hook=hook, mode=mode, batch_size=batch_size, keep=keep,
+              expect_tail=tp.token_ids, progress=progress)
+    h = collect(bridge, lm, harmful, desc=f"{split} harmful", **kw)
+    s = collect(bridge, lm, safe, desc=f"{split} safe", **kw)
+    meta = {"positions": tp.positions, "position_tokens": tp.tokens, "position_token_ids": tp.token_ids,
+            "layers": h.layers, "hook": hook, "split": split, "n_harmful": h.count, "n_safe": s.count,
+            "mode": mode, "model": lm.cfg.name}
+    dirs = diff_of_means(h.mean, s.mean, meta)
+    if keep is None:
+        return dirs, None, None
+    ph, ps = project(h.acts, dirs.directions), project(s.acts, dirs.directions)
+    return dirs, ph, ps

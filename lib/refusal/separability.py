@@ -22,6 +22,8 @@ __all__ = [
     "paired_cosine",
     "effective_rank",
     "best_candidate",
+    "candidate_table",
+    "cross_layer",
 ]
 
 
@@ -156,3 +158,58 @@ def best_candidate(score: Any, valid: Any, exclude_last_frac: float = 0.0) -> tu
     sc[~ok | ~np.isfinite(sc)] = -np.inf
     li, pi = np.unravel_index(int(np.argmax(sc)), sc.shape)
     return int(li), int(pi)
+
+
+def candidate_table(proj: dict[str, Any], valid: Any, positions: list[int], tokens: list[str] | None = None,
+                    n_boot: int = 1000, seed: int = 0, test: str = "test") -> Any:
+    """One row per (layer, position) candidate: in-sample and held-out d with bootstrap CIs,
+    one-threshold accuracy (threshold on train, accuracy on ``test``).
+
+    Args:
+        proj: ``{"train_harmful", "train_safe", f"{test}_harmful", f"{test}_safe"}`` ->
+            ``[n, L, P]`` projections onto the train directions.
+        valid: ``[L, P]`` bool; invalid candidates get NaN statistics.
+
+    Returns:
+        pandas DataFrame with columns layer, pos_index, position, token, valid, d_train,
+        d_train_lo, d_train_hi, d_test, d_test_lo, d_test_hi, acc_train, acc_test.
+    """
+    import pandas as pd
+
+    th, ts, eh, es = (proj[k] for k in ("train_harmful", "train_safe", f"{test}_harmful", f"{test}_safe"))
+    v = np.asarray(valid, dtype=bool)
+    d_tr, d_te = cohens_d(th, ts), cohens_d(eh, es)
+    lo_tr, hi_tr = bootstrap_d_ci(th, ts, n_boot=n_boot, seed=seed)
+    lo_te, hi_te = bootstrap_d_ci(eh, es, n_boot=n_boot, seed=seed + 1)
+    acc = threshold_accuracy(th, ts, eh, es)
+    L, P = v.shape
+    rows = []
+    for l in range(L):
+        for p in range(P):
+            ok = bool(v[l, p])
+            nan = float("nan")
+            f = lambda a: float(a[l, p]) if ok else nan  # noqa: E731
+            rows.append({"layer": l, "pos_index": p, "position": positions[p],
+                         "token": (tokens[p] if tokens else str(positions[p])), "valid": ok,
+                         "d_train": f(d_tr), "d_train_lo": f(lo_tr), "d_train_hi": f(hi_tr),
+                         "d_test": f(d_te), "d_test_lo": f(lo_te), "d_test_hi": f(hi_te),
+                         "acc_train": f(acc["train_acc"]), "acc_test": f(acc["test_acc"])})
+    return pd.DataFrame(rows)
+
+
+def cross_layer(directions: Any, valid: Any, energy: float = 0.9) -> dict[str, Any]:
+    """Cross-layer structure of ``[L, P, d]`` candidates (invalid ones are zero rows).
+
+    Returns per position ``p``: ``layer_cosine[p]`` ``[L, L]``, ``effective_rank[p]``
+    (of the stack of that position's valid per-layer directions); and
+    ``position_cosine`` ``[L, P, P]`` (cosine between positions within each layer).
+    """
+    D = _np(directions)
+    v = np.asarray(valid, dtype=bool)
+    L, P, _ = D.shape
+    out: dict[str, Any] = {"layer_cosine": [], "effective_rank": [], "position_cosine": []}
+    for p in range(P):
+        out["layer_cosine"].append(cosine_matrix(D[:, p]).tolist())
+        out["effective_rank"].append(effective_rank(D[v[:, p], p], energy) if v[:, p].any() else None)
+    out["position_cosine"] = [cosine_matrix(D[l]).tolist() for l in range(L)]
+    return out
