@@ -5,7 +5,8 @@ Times, over the same chat-formatted prompts (harmful and safe prompts of the def
 (a) floor: a bare HF forward (un-bridged model, its default attention, no hooks), the decoder
     truncated to the layers needed (resid_pre of the last layer = output of layer L-2), no
     unembedding; same length-sorted, left-padded batches with attention mask;
-(b) our batched extraction (:func:`refusal.activations.collect`, mode="batched");
+(b) our batched extraction (:func:`refusal.activations.collect`, mode="batched") through the
+    bridge, and ``batched_hf``: the same through plain PyTorch hooks on the HF model;
 (c) our sequential extraction (one prompt per forward);
 (d) the original study's approach: one prompt at a time, no mask, full forward WITH the
     unembedding, ``run_with_cache`` caching every hook of every layer, then the last-token
@@ -67,7 +68,8 @@ def floor(lm, texts_ids: list[list[int]], batch_size: int, n_layers_needed: int)
     try:
         for batch in length_sorted_batches([len(s) for s in texts_ids], batch_size):
             ids, mask = left_pad([texts_ids[i] for i in batch], lm.tokenizer.pad_token_id)
-            base(input_ids=ids, attention_mask=mask, use_cache=False)
+            pos = (mask.cumsum(-1) - 1).clamp_min(0)
+            base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
     finally:
         base.layers = saved
 
@@ -110,7 +112,7 @@ def main() -> None:
     ap.add_argument("--mem-sizes", default="128,1024", help="comma-separated prompt counts for peak memory ('' to skip)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma-separated of floor,batched,sequential,original")
+    ap.add_argument("--skip", default="", help="comma-separated of floor,batched,batched_hf,sequential,original")
     ap.add_argument("--mem-child", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -131,6 +133,7 @@ def main() -> None:
     runs = {
         "floor": lambda: floor(lm, ids, bs, L - 1),
         "batched": lambda: collect(bridge, lm, texts, tp.positions, batch_size=bs, progress=False),
+        "batched_hf": lambda: collect(lm.model, lm, texts, tp.positions, batch_size=bs, progress=False),
         "sequential": lambda: collect(bridge, lm, texts, tp.positions, mode="sequential", progress=False),
         "original": lambda: original(bridge, lm, ids),
     }
@@ -147,7 +150,7 @@ def main() -> None:
         times[name] = time.perf_counter() - t
         print(f"  {name:10s} {times[name]:8.2f} s  ({times[name] / a.n * 1000:.0f} ms/prompt)", flush=True)
     if "floor" in times:
-        for k in ("batched", "sequential", "original"):
+        for k in ("batched", "batched_hf", "sequential", "original"):
             if k in times:
                 print(f"  {k} / floor = {times[k] / times['floor']:.2f}x")
     if "batched" in times and "original" in times:

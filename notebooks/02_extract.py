@@ -38,6 +38,7 @@ batch_size = None  # default: the entry's batch_size
 compare_pairs = None  # pairs used for the batched-vs-sequential check (default 16)
 project_splits = None  # held-out splits projected onto the train directions (default ["test"])
 max_train_pairs = None  # cap on train pairs (default: all)
+backend = None  # "bridge" (TransformerLens hooks, default) or "hf" (plain PyTorch hooks on the HF model; same numbers, faster)
 
 # %%
 import time
@@ -58,9 +59,9 @@ from refusal.separability import paired_cosine
 started = time.time()
 cfg, P, out = stage_setup("02_extract", model,
                           defaults={"hook": "resid_pre", "batch_size": None, "compare_pairs": 16,
-                                    "project_splits": ["test"], "max_train_pairs": None},
+                                    "project_splits": ["test"], "max_train_pairs": None, "backend": "bridge"},
                           given={"hook": hook, "batch_size": batch_size, "compare_pairs": compare_pairs,
-                                 "project_splits": project_splits, "max_train_pairs": max_train_pairs})
+                                 "project_splits": project_splits, "max_train_pairs": max_train_pairs, "backend": backend})
 data_dir = require_stage(model, "01_data")
 splits, pairs = read_json(data_dir / "splits.json"), read_json(data_dir / "pairs.json")
 train = splits["train"][: P["max_train_pairs"]]
@@ -72,7 +73,8 @@ print(f"model: {cfg.name}; {len(train)} train pairs; artifacts in {out}")
 
 # %%
 lm = load_model(cfg)
-bridge = load_bridge(lm, share=True)  # this stage never saves weights: one copy is enough
+# this stage never saves weights: the bridge may wrap lm.model itself (one copy in memory)
+runner = load_bridge(lm, share=True) if P["backend"] == "bridge" else lm.model
 tp = template_positions(lm)
 display(pd.DataFrame({"position": tp.positions, "token": [repr(t) for t in tp.tokens], "id": tp.token_ids}))
 
@@ -83,12 +85,12 @@ display(pd.DataFrame({"position": tp.positions, "token": [repr(t) for t in tp.to
 
 # %%
 t0 = time.time()
-dirs, proj_h, proj_s = extract_directions(bridge, lm, [pairs[i][0] for i in train], [pairs[i][1] for i in train],
+dirs, proj_h, proj_s = extract_directions(runner, lm, [pairs[i][0] for i in train], [pairs[i][1] for i in train],
                                           hook=P["hook"], batch_size=P["batch_size"], keep=torch.float16)
 extract_seconds = time.time() - t0
 print(f"extraction: {extract_seconds:.1f} s for {2 * len(train)} prompts; "
       f"{int(dirs.valid.sum())} valid candidates of {dirs.valid.numel()}")
-invalid = [(l, tp.positions[p]) for l, p in zip(*np.nonzero(~dirs.valid.numpy()))]
+invalid = [(int(l), tp.positions[p]) for l, p in zip(*np.nonzero(~dirs.valid.numpy()))]
 print(f"degenerate (zero difference) candidates, (layer, position): {invalid}")
 
 # %%
@@ -105,7 +107,7 @@ projections = {"train_harmful": proj_h, "train_safe": proj_s}
 for split in P["project_splits"]:
     idx = splits[split]
     for k, kind in enumerate(("harmful", "safe")):
-        st = collect(bridge, lm, [pairs[i][k] for i in idx], tp.positions, hook=P["hook"],
+        st = collect(runner, lm, [pairs[i][k] for i in idx], tp.positions, hook=P["hook"],
                      batch_size=P["batch_size"], directions=dirs.directions, expect_tail=tp.token_ids,
                      desc=f"{split} {kind}")
         projections[f"{split}_{kind}"] = st.projections
@@ -120,9 +122,9 @@ print({k: tuple(v.shape) for k, v in projections.items()})
 sub = train[: P["compare_pairs"]]
 by_mode = {}
 for mode in ("batched", "sequential"):
-    h = collect(bridge, lm, [pairs[i][0] for i in sub], tp.positions, hook=P["hook"], mode=mode,
+    h = collect(runner, lm, [pairs[i][0] for i in sub], tp.positions, hook=P["hook"], mode=mode,
                 batch_size=P["batch_size"], desc=f"check harmful")
-    s = collect(bridge, lm, [pairs[i][1] for i in sub], tp.positions, hook=P["hook"], mode=mode,
+    s = collect(runner, lm, [pairs[i][1] for i in sub], tp.positions, hook=P["hook"], mode=mode,
                 batch_size=P["batch_size"], desc=f"check safe")
     by_mode[mode] = diff_of_means(h.mean, s.mean)
 valid_both = (by_mode["batched"].valid & by_mode["sequential"].valid).numpy()

@@ -197,3 +197,16 @@ def test_best_candidate_skips_invalid_and_late_layers():
     valid = np.array([[False, True], [True, True], [True, True], [True, True]])
     assert best_candidate(score, valid) == (3, 1)
     assert best_candidate(score, valid, exclude_last_frac=0.25) == (2, 0)
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_post"])
+def test_hf_hooks_equal_bridge(smollm, smollm_bridge, hook):
+    """The plain-PyTorch backend (hooks on lm.model's decoder layers) gives the bridge's numbers, batched."""
+    harmful, _ = _pairs(5)
+    tp = template_positions(smollm)
+    a = collect(smollm_bridge, smollm, harmful, tp.positions, hook=hook, batch_size=5, keep=torch.float32, progress=False)
+    b = collect(smollm.model, smollm, harmful, tp.positions, hook=hook, batch_size=5, keep=torch.float32, progress=False)
+    seq = collect(smollm.model, smollm, harmful, tp.positions, hook=hook, mode="sequential", keep=torch.float32, progress=False)
+    scale = a.acts.abs().amax(dim=(0, 2, 3), keepdim=True)  # per layer: late layers have large entries
+    assert ((a.acts - b.acts).abs() / scale).max() < 1e-5  # eager (bridge) vs sdpa (HF) attention: rounding only
+    assert ((seq.acts - b.acts).abs() / scale).max() < 1e-5

@@ -40,8 +40,9 @@ prompt-to-prompt spread that Cohen's d measures).
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -58,6 +59,7 @@ __all__ = [
     "hook_name",
     "tokenize_prompts",
     "left_pad",
+    "is_bridge",
     "collect",
     "project",
 ]
@@ -168,13 +170,59 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def is_bridge(model: Any) -> bool:
+    """True for a TransformerLens bridge (has ``hooks`` and ``blocks``), False for an HF model."""
+    return hasattr(model, "hooks") and hasattr(model, "blocks")
+
+
+@contextmanager
+def _hooked(model: Any, layers: list[int], hook: str, fns: list[Any]) -> Iterator[Any]:
+    """Install ``fns[j]`` on layer ``layers[j]``'s ``hook``; yield ``forward(ids, mask)``.
+
+    Bridge: ``bridge.hooks`` with exact names; the bridge derives position ids from the
+    mask. HF: forward (pre-)hooks on the decoder layers; the base model is called (never
+    the LM head) with position ids derived from the mask, as the bridge and HF ``generate`` do.
+    """
+    if is_bridge(model):
+        with model.hooks(fwd_hooks=[(hook_name(l, hook), fn) for l, fn in zip(layers, fns)]):
+            yield lambda ids, mask: model(ids, attention_mask=mask, return_type=None, prepend_bos=False)
+        return
+    from refusal.ablation import decoder_layers
+
+    hook_name(0, hook)  # validates the name
+    if hook == "resid_mid":
+        raise ValueError("resid_mid is only available through the bridge (pass a TransformerBridge)")
+    blocks = decoder_layers(model)
+    handles = []
+    for l, fn in zip(layers, fns):
+        if hook == "resid_pre":
+            def pre(mod, args, kwargs, _fn=fn):
+                _fn(args[0] if args else kwargs["hidden_states"])
+            handles.append(blocks[l].register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+            def post(mod, args, out, _fn=fn):
+                _fn(out[0] if isinstance(out, tuple) else out)
+            handles.append(blocks[l].register_forward_hook(post))
+    base = getattr(model, "model", model)
+
+    def forward(ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        return base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+
+    try:
+        yield forward
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class _Stop(Exception):
     """Raised by the hook of the last needed layer to end the forward pass there."""
 
 
 @torch.inference_mode()
 def collect(
-    bridge: Any,
+    model: Any,
     lm: LoadedModel,
     prompts: Sequence[str],
     positions: Sequence[int],
@@ -191,7 +239,10 @@ def collect(
     """Stream residual activations of ``prompts`` through ``bridge``.
 
     Args:
-        bridge: a ``TransformerBridge`` over ``lm``'s weights (:func:`refusal.models.load_bridge`).
+        model: a ``TransformerBridge`` over ``lm``'s weights (:func:`refusal.models.load_bridge`),
+            or an HF causal LM (e.g. ``lm.model``): then plain PyTorch hooks on the decoder
+            layers are used (``resid_pre`` = a layer's input, ``resid_post`` = its output;
+            ``resid_mid`` needs the bridge). Both give the same activations (tested).
         lm: the loaded model (tokenizer, chat template, config).
         prompts: user messages (chat-formatted here).
         positions: negative offsets from the end, e.g. ``[-5, ..., -1]``.
@@ -243,21 +294,21 @@ def collect(
                 raise _Stop
         return fn
 
-    fwd_hooks = [(hook_name(l, hook), make_hook(j, j == n_l - 1)) for j, l in enumerate(layers)]
+    fns = [make_hook(j, j == n_l - 1) for j in range(n_l)]
     bs = 1 if mode == "sequential" else (batch_size or lm.cfg.batch_size)
     batches = length_sorted_batches([len(s) for s in seqs], bs)
     pad_id = lm.tokenizer.pad_token_id
-    device = next(bridge.parameters()).device
-    with bridge.hooks(fwd_hooks=fwd_hooks):
+    device = next(model.parameters()).device
+    with _hooked(model, layers, hook, fns) as forward:
         for batch in tqdm(batches, desc=f"{desc} ({mode})", disable=not progress, leave=False):
             current[:] = batch
             ids, mask = left_pad([seqs[i] for i in batch], pad_id)
             try:
-                bridge(ids.to(device), attention_mask=mask.to(device), return_type=None, prepend_bos=False)
+                forward(ids.to(device), mask.to(device))
             except _Stop:
                 pass
             else:  # pragma: no cover - the last hook always fires
-                raise ExtractionError(f"hook {fwd_hooks[-1][0]} never fired")
+                raise ExtractionError(f"the hook of layer {layers[-1]} never fired")
     log.info("%s: %d prompts, %d layers x %d positions (%s, %s)", desc, len(seqs), n_l, n_p, hook, mode)
     return ActivationStats(sum=sums, count=len(seqs), layers=layers, positions=positions, hook=hook,
                            projections=proj, acts=kept)

@@ -15,6 +15,14 @@ meta (JSON in the safetensors header)
     ``position_tokens`` (the template tokens at those positions), ``layers`` ``[0..L-1]``,
     ``hook`` (``resid_pre`` by default), ``split`` (``train``), ``n_harmful``, ``n_safe``,
     ``model``.
+
+Stage 02 also writes ``projections.safetensors``: ``{split}_{harmful|safe}`` ``[n_pairs, L, P]``
+float32 projections onto the train directions (``train`` in-sample, ``test`` held out; meta
+``index`` = the pair indices of each split, in row order), and ``batched_vs_sequential.json``
+(``cosine`` ``[L][P]`` between batched and sequential directions on a subset, null where
+invalid; ``min_cosine_per_layer``; ``min_cosine``). Stage 03 writes ``separability.csv``,
+``best_candidate.json`` (``layer``, ``pos_index``, ``position`` by held-out d) and
+``cross_layer.json``.
 """
 
 from __future__ import annotations
@@ -103,7 +111,7 @@ def read_directions(path: str | Path) -> Directions:
                       mean_safe=t["mean_safe"], valid=v, meta=meta)
 
 
-def extract_directions(bridge: Any, lm: Any, harmful: list[str], safe: list[str], hook: str = "resid_pre",
+def extract_directions(model: Any, lm: Any, harmful: list[str], safe: list[str], hook: str = "resid_pre",
                        mode: str = "batched", batch_size: int | None = None, keep: torch.dtype | None = None,
                        split: str = "train", progress: bool = True) -> tuple[Directions, torch.Tensor | None, torch.Tensor | None]:
     """Difference-of-means candidates at every layer and post-instruction position.
@@ -122,8 +130,8 @@ def extract_directions(bridge: Any, lm: Any, harmful: list[str], safe: list[str]
     tp = template_positions(lm)
     kw = dict(positions=tp.positions, hook=hook, mode=mode, batch_size=batch_size, keep=keep,
               expect_tail=tp.token_ids, progress=progress)
-    h = collect(bridge, lm, harmful, desc=f"{split} harmful", **kw)
-    s = collect(bridge, lm, safe, desc=f"{split} safe", **kw)
+    h = collect(model, lm, harmful, desc=f"{split} harmful", **kw)
+    s = collect(model, lm, safe, desc=f"{split} safe", **kw)
     meta = {"positions": tp.positions, "position_tokens": tp.tokens, "position_token_ids": tp.token_ids,
             "layers": h.layers, "hook": hook, "split": split, "n_harmful": h.count, "n_safe": s.count,
             "mode": mode, "model": lm.cfg.name}
