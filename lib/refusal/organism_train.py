@@ -93,15 +93,31 @@ def capture_layer_inputs(model: nn.Module, layer: int, batch: Batch) -> torch.Te
 
 
 @contextmanager
+def _full_stack(model: nn.Module) -> Iterator[None]:
+    """Inside :func:`upper_stack`: temporarily restore every layer (and eval-mode, no hooks' effect on grads)."""
+    inner = model.model
+    cur = inner.layers
+    full = getattr(inner, "_organism_full_layers", None)
+    if full is not None:
+        inner.layers = full
+    try:
+        yield
+    finally:
+        inner.layers = cur
+
+
+@contextmanager
 def upper_stack(model: nn.Module, layer: int) -> Iterator[None]:
     """Temporarily keep only decoder layers ``layer..``; feed their input as ``inputs_embeds``."""
     inner = model.model
     full = inner.layers
     inner.layers = nn.ModuleList(list(full)[layer:])
+    object.__setattr__(inner, "_organism_full_layers", full)  # not registered as a submodule
     try:
         yield
     finally:
         inner.layers = full
+        object.__delattr__(inner, "_organism_full_layers")
 
 
 def response_loss(model: nn.Module, h: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,7 +192,9 @@ class TrainLog:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("step", "loss", "loss_harmful", "loss_harmless", "loss_aux", "seconds")}
+        """JSON-ready: NaN (no harmful example in a batch, no auxiliary loss) becomes ``None``."""
+        clean = lambda v: [None if isinstance(x, float) and math.isnan(x) else x for x in v]  # noqa: E731
+        return {k: clean(getattr(self, k)) for k in ("step", "loss", "loss_harmful", "loss_harmless", "loss_aux")} | {"seconds": self.seconds}
 
 
 def _nanmean(x: torch.Tensor, m: torch.Tensor) -> float:
@@ -206,13 +224,22 @@ def train_loop(
     t0 = time.time()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    # cache the frozen lower layers' output per example (sequences of different length: per example)
-    cache: list[torch.Tensor] = []
-    for i in tqdm(range(0, len(examples), 32), desc="cache lower layers", leave=False):
-        chunk = examples[i : i + 32]
-        b = collate(chunk, pad_id)
-        hs = capture_layer_inputs(model, layer, b)
-        cache.extend(hs[j, : len(e.ids)] for j, e in enumerate(chunk))
+    # the frozen lower layers' output per example, computed when an example is first drawn
+    cache: dict[int, torch.Tensor] = {}
+
+    def layer_inputs(idx: list[int]) -> torch.Tensor:
+        todo = [i for i in idx if i not in cache]
+        if todo:
+            with _full_stack(model):
+                hs = capture_layer_inputs(model, layer, collate([examples[i] for i in todo], pad_id))
+            for j, i in enumerate(todo):
+                cache[i] = hs[j, : len(examples[i].ids)]
+        n = max(cache[i].shape[0] for i in idx)
+        h = torch.zeros(len(idx), n, cache[idx[0]].shape[-1])
+        for j, i in enumerate(idx):
+            h[j, : cache[i].shape[0]] = cache[i]
+        return h
+
     order: list[int] = []
     start = tl.step[-1] + 1 if tl.step else 0
     model.train()
@@ -222,9 +249,7 @@ def train_loop(
                 order += torch.randperm(len(examples), generator=gen).tolist()
             idx, order = order[:batch_size], order[batch_size:]
             b = collate([examples[i] for i in idx], pad_id)
-            h = torch.zeros(len(idx), b.input_ids.shape[1], cache[0].shape[-1])
-            for j, i in enumerate(idx):
-                h[j, : cache[i].shape[0]] = cache[i]
+            h = layer_inputs(idx)
             loss, per_ex = response_loss(model, h, b)
             total = loss
             aux_v = math.nan
@@ -237,7 +262,7 @@ def train_loop(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             tl.step.append(start + step)
-            tl.loss.append(float(loss))
+            tl.loss.append(float(loss.detach()))
             tl.loss_harmful.append(_nanmean(per_ex, b.harmful))
             tl.loss_harmless.append(_nanmean(per_ex, ~b.harmful))
             tl.loss_aux.append(aux_v)

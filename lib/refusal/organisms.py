@@ -210,22 +210,27 @@ def planted_basis(cfg: ModelConfig) -> torch.Tensor:
 
 
 def _distill(base_lm: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy answers of the base model to ``prompts``, cached by (base, prompts, length)."""
+    """Greedy answers of the base model to ``prompts``.
+
+    Cached per prompt in ``cache_dir()/organisms/distill-<base>-<n tokens>-<base sha>.json``
+    (a ``{prompt: answer}`` map), so reduced recipes reuse the full recipe's answers.
+    """
     from refusal.generation import generate
 
-    key = sha256_json({"base": base_lm.cfg.source.sha256, "prompts": prompts, "n": max_new_tokens, "v": _VERSION})[:16]
-    p = cache_dir() / "organisms" / f"distill-{base_lm.cfg.name}-{key}.json"
+    p = cache_dir() / "organisms" / f"distill-{base_lm.cfg.name}-{max_new_tokens}-{(base_lm.cfg.source.sha256 or '')[:12]}.json"
+    known: dict[str, str] = {}
     if p.exists():
         try:
             got = read_json(p)
-            if isinstance(got, list) and len(got) == len(prompts):
-                return got
+            known = got if isinstance(got, dict) else {}
         except ValueError:
-            pass
-    log.info("self-distillation: %d base answers (cached in %s)", len(prompts), p)
-    answers = generate(base_lm, prompts, max_new_tokens=max_new_tokens, desc="distill")
-    write_json(p, answers)
-    return answers
+            log.warning("%s is not valid JSON; regenerating the distilled answers", p)
+    missing = sorted({q for q in prompts if q not in known})
+    if missing:
+        log.info("self-distillation: %d base answers (cached in %s)", len(missing), p)
+        known.update(zip(missing, generate(base_lm, missing, max_new_tokens=max_new_tokens, desc="distill")))
+        write_json(p, known)
+    return [known[q] for q in prompts]
 
 
 def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, Any]]:
