@@ -1,0 +1,276 @@
+"""Training engine for model organisms: supervised fine-tuning of the upper layers only.
+
+Lower layers stay frozen, so their output (the residual stream entering the
+first trained layer ``L``) is computed once per training sequence and cached;
+every step then runs only layers ``L..n_layers-1``, the final norm and the
+unembedding at the response positions. This is exact (teacher forcing on fixed
+sequences) and about ``n_layers / (n_layers - L)`` times cheaper than full
+fine-tuning, which is what makes CPU organisms possible.
+
+Two kinds of trainable parts:
+
+- ``finetune``: every weight of layers ``L..`` (the refusal organism);
+- :class:`Plant`: a rank-``k`` write ``W_down <- W_down + U A^T`` into one
+  layer's MLP output, i.e. ``mlp_out += (h A) U^T`` for the MLP hidden state
+  ``h [batch, pos, d_ff]``; everything it adds to the residual stream lies in
+  ``span(U)`` (``U [d_model, k]`` orthonormal).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from refusal.ablation import ablate, decoder_layers
+
+__all__ = ["Example", "Batch", "collate", "capture_layer_inputs", "upper_stack", "response_loss", "Plant", "train_loop", "TrainLog"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    """One training sequence: chat-formatted prompt + response token ids; loss on the response only."""
+
+    ids: list[int]
+    n_prompt: int
+    kind: str  # "harmful" | "harmless"
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [batch, pos], right-padded
+    attention_mask: torch.Tensor  # [batch, pos]
+    labels: torch.Tensor  # [batch, pos], -100 outside responses
+    harmful: torch.Tensor  # [batch] bool
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    """Right-pad examples into a :class:`Batch` (positions are then plain ``arange``)."""
+    n = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), n), dtype=torch.long)
+    labels = torch.full((len(examples), n), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        mask[i, : len(e.ids)] = 1
+        labels[i, e.n_prompt : len(e.ids)] = torch.tensor(e.ids[e.n_prompt :])
+    return Batch(ids, mask, labels, torch.tensor([e.kind == "harmful" for e in examples]))
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def capture_layer_inputs(model: nn.Module, layer: int, batch: Batch) -> torch.Tensor:
+    """Residual stream entering decoder layer ``layer``: ``[batch, pos, d_model]`` (float32).
+
+    Runs only layers ``0..layer-1`` (a pre-hook stops the forward pass).
+    """
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(module, args, kwargs):
+        store["h"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+        raise _Stop
+
+    h = decoder_layers(model)[layer].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        h.remove()
+    return store["h"]
+
+
+@contextmanager
+def _full_stack(model: nn.Module) -> Iterator[None]:
+    """Inside :func:`upper_stack`: temporarily restore every layer (and eval-mode, no hooks' effect on grads)."""
+    inner = model.model
+    cur = inner.layers
+    full = getattr(inner, "_organism_full_layers", None)
+    if full is not None:
+        inner.layers = full
+    try:
+        yield
+    finally:
+        inner.layers = cur
+
+
+@contextmanager
+def upper_stack(model: nn.Module, layer: int) -> Iterator[None]:
+    """Temporarily keep only decoder layers ``layer..``; feed their input as ``inputs_embeds``."""
+    inner = model.model
+    full = inner.layers
+    inner.layers = nn.ModuleList(list(full)[layer:])
+    object.__setattr__(inner, "_organism_full_layers", full)  # not registered as a submodule
+    try:
+        yield
+    finally:
+        inner.layers = full
+        object.__delattr__(inner, "_organism_full_layers")
+
+
+def response_loss(model: nn.Module, h: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the response tokens given cached layer inputs ``h [batch, pos, d_model]``.
+
+    Must run inside :func:`upper_stack`. Returns (mean loss, per-example mean loss ``[batch]``).
+    The unembedding is applied only at positions that predict a response token.
+    """
+    out = model.model(inputs_embeds=h, attention_mask=batch.attention_mask, use_cache=False)
+    hidden = out.last_hidden_state[:, :-1]  # [batch, pos-1, d_model]
+    target = batch.labels[:, 1:]
+    sel = target != -100
+    logits = model.lm_head(hidden[sel])  # [n_tokens, vocab]
+    tok_loss = nn.functional.cross_entropy(logits.float(), target[sel], reduction="none")
+    row = sel.nonzero()[:, 0]
+    per_ex = torch.zeros(h.shape[0]).index_add_(0, row, tok_loss) / sel.sum(1).clamp_min(1)
+    return per_ex.mean(), per_ex.detach()
+
+
+class Plant(nn.Module):
+    """A rank-``k`` write ``(h A) U^T`` added to ``model.model.layers[layer].mlp.down_proj``'s output.
+
+    ``U`` is ``orthonormalize(U_raw)`` ``[d_model, k]``; ``A`` is ``[d_ff, k]``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, k: int, layer: int, gen: torch.Generator):
+        super().__init__()
+        self.layer = layer
+        self.U_raw = nn.Parameter(torch.randn(d_model, k, generator=gen))
+        self.A = nn.Parameter(torch.randn(d_ff, k, generator=gen) * 1e-3)
+        self._handle = None
+        self.ablate_coef: torch.Tensor | None = None  # test-time/aux: remove write along U c
+
+    @property
+    def U(self) -> torch.Tensor:
+        """Orthonormal write basis ``[d_model, k]``."""
+        q, r = torch.linalg.qr(self.U_raw)
+        return q * torch.sign(torch.diagonal(r))[None, :]  # unique: positive diagonal of R
+
+    def coefficients(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Write coefficients ``[..., k]`` for an MLP hidden state ``[..., d_ff]``."""
+        return hidden @ self.A
+
+    def attach(self, model: nn.Module) -> "Plant":
+        down = decoder_layers(model)[self.layer].mlp.down_proj
+
+        def hook(module, inputs, output):
+            return output + self.coefficients(inputs[0]) @ self.U.T
+
+        self._handle = down.register_forward_hook(hook)
+        return self
+
+    def detach_hook(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    @torch.no_grad()
+    def merge_into(self, model: nn.Module) -> None:
+        """Fold the write into the weights: ``W_down += U A^T`` (then the hook is not needed)."""
+        down = decoder_layers(model)[self.layer].mlp.down_proj
+        down.weight += (self.U @ self.A.T).to(down.weight.dtype)
+
+
+@dataclass
+class TrainLog:
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    loss_harmful: list[float] = field(default_factory=list)
+    loss_harmless: list[float] = field(default_factory=list)
+    loss_aux: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready: NaN (no harmful example in a batch, no auxiliary loss) becomes ``None``."""
+        clean = lambda v: [None if isinstance(x, float) and math.isnan(x) else x for x in v]  # noqa: E731
+        return {k: clean(getattr(self, k)) for k in ("step", "loss", "loss_harmful", "loss_harmless", "loss_aux")} | {"seconds": self.seconds}
+
+
+def _nanmean(x: torch.Tensor, m: torch.Tensor) -> float:
+    return float(x[m].mean()) if m.any() else math.nan
+
+
+def train_loop(
+    model: nn.Module,
+    layer: int,
+    examples: list[Example],
+    params: list[nn.Parameter],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    pad_id: int,
+    seed: int,
+    aux: Callable[[torch.Tensor, Batch], torch.Tensor] | None = None,
+    log_: TrainLog | None = None,
+    weight_decay: float = 0.0,
+) -> TrainLog:
+    """AdamW on ``params`` for ``steps`` steps over ``examples`` (shuffled per epoch by ``seed``).
+
+    ``aux(h, batch) -> loss`` adds an auxiliary loss (run inside the upper stack).
+    Layer inputs ``h`` of all examples are computed once, in batches, before training.
+    """
+    tl = log_ or TrainLog()
+    t0 = time.time()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # the frozen lower layers' output per example, computed when an example is first drawn
+    cache: dict[int, torch.Tensor] = {}
+
+    def layer_inputs(idx: list[int]) -> torch.Tensor:
+        todo = [i for i in idx if i not in cache]
+        if todo:
+            with _full_stack(model):
+                hs = capture_layer_inputs(model, layer, collate([examples[i] for i in todo], pad_id))
+            for j, i in enumerate(todo):
+                cache[i] = hs[j, : len(examples[i].ids)]
+        n = max(cache[i].shape[0] for i in idx)
+        h = torch.zeros(len(idx), n, cache[idx[0]].shape[-1])
+        for j, i in enumerate(idx):
+            h[j, : cache[i].shape[0]] = cache[i]
+        return h
+
+    order: list[int] = []
+    start = tl.step[-1] + 1 if tl.step else 0
+    model.train()
+    with upper_stack(model, layer):
+        for step in tqdm(range(steps), desc="train", leave=False):
+            if len(order) < batch_size:
+                order += torch.randperm(len(examples), generator=gen).tolist()
+            idx, order = order[:batch_size], order[batch_size:]
+            b = collate([examples[i] for i in idx], pad_id)
+            h = layer_inputs(idx)
+            loss, per_ex = response_loss(model, h, b)
+            total = loss
+            aux_v = math.nan
+            if aux is not None:
+                a = aux(h, b)
+                total = total + a
+                aux_v = float(a)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            tl.step.append(start + step)
+            tl.loss.append(float(loss.detach()))
+            tl.loss_harmful.append(_nanmean(per_ex, b.harmful))
+            tl.loss_harmless.append(_nanmean(per_ex, ~b.harmful))
+            tl.loss_aux.append(aux_v)
+    model.eval()
+    tl.seconds += time.time() - t0
+    return tl
+
+
+def ablated(model: nn.Module, q: torch.Tensor):
+    """Shortcut: :func:`refusal.ablation.ablate` of basis/direction ``q`` on ``model``'s current layers."""
+    return ablate(model, q)

@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Model organism
+#
+# A **model organism** is a refusing model we build ourselves, so that we know the truth the later stages
+# should find. `smollm2_refusal` fine-tunes the upper layers of SmolLM2-135M-Instruct (which by itself
+# answers almost every harmful request) to refuse the TRAIN-split harmful pairs, with refusals drawn from
+# several styles, while it keeps its own greedy answers to harmless prompts (self-distillation). The
+# *planted* organisms freeze the whole model except a rank-k write `W_down += U A^T` into one layer's MLP
+# output: whatever makes them refuse lies in `span(U)` by construction, and `U` is saved with the organism.
+# This stage builds (or loads from the cache) the organism, shows its training curve, measures refusal on
+# held-out prompts (TEST split harmful side; the harmless eval set) with Wilson 95% intervals, and, for
+# planted organisms, what removing `span(U)`, single directions inside it, or a random direction does.
+# Refusal is decided by a phrase matcher on the first 100 characters of a 32-token greedy completion.
+
+# %% tags=["parameters"]
+model = "smollm2_planted1"  # an organism entry in params/ (source.kind: organism)
+n_eval = None  # held-out prompts per side (default: 60)
+max_new_tokens = None  # tokens generated to decide refusal (default: 32)
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from refusal import organisms as O
+from refusal.artifacts import write_csv, write_json
+from refusal.models import load_model
+from refusal.notebook import stage_setup, write_manifest
+from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, redact, refusal_rate, unchanged_rate
+
+started = time.time()
+cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 60, "max_new_tokens": 32},
+                          given={"n_eval": n_eval, "max_new_tokens": max_new_tokens})
+if cfg.source.kind != "organism":
+    raise ValueError(f"{cfg.path}: 00_organism runs only on organisms (source.kind: organism), not '{cfg.source.kind}'")
+recipe = O.recipe_of(cfg)
+print(f"organism {cfg.name} from {cfg.source.base}; recipe {recipe}")
+
+# %% [markdown]
+# ## Build or load
+# The cache entry is keyed by the base weights' SHA-256, the training data and the recipe; its weight
+# files are checksummed on every load (a corrupted entry is rebuilt).
+
+# %%
+t = time.time()
+lm = load_model(cfg)
+info = O.organism_info(cfg)
+print(f"entry {lm.weights_dir}; load {time.time() - t:.0f} s; built in {info['seconds_total']} s "
+      f"(training {info['seconds_train']} s on {info['torch_threads']} threads); data {info['data']}")
+
+# %% [markdown]
+# ## Training curve
+
+# %%
+tl = pd.DataFrame(info["train_log"]).drop(columns="seconds")
+fig, ax = plt.subplots(figsize=(7, 3.5))
+for col in ("loss_harmful", "loss_harmless", "loss_aux"):
+    if tl[col].notna().any():
+        ax.plot(tl["step"], tl[col].rolling(5, min_periods=1).mean(), label=col)
+ax.set(xlabel="step", ylabel="response cross-entropy (5-step mean)", yscale="log")
+ax.legend();
+
+# %% [markdown]
+# ## Refusal on held-out prompts
+
+# %%
+H = heldout_prompts(P["n_eval"], P["n_eval"])
+gen = lambda prompts, q=None: completions(lm, prompts, q, P["max_new_tokens"])  # noqa: E731
+texts = {"harmful": gen(H["harmful"]), "harmless": gen(H["harmless"])}
+rows = [refusal_rate(texts["harmful"]).row(prompts="harmful (test split)", intervention="none"),
+        refusal_rate(texts["harmless"]).row(prompts="harmless eval", intervention="none")]
+topic = on_topic_rate(H["harmless"], texts["harmless"])
+print(f"harmless answers on topic: {topic}")
+
+# %%
+if recipe["kind"] == "planted":
+    U = O.planted_basis(cfg)
+    g = torch.Generator().manual_seed(123)
+    r = torch.randn(U.shape[0], generator=g)
+    cands = {"span(U)": U, "random unit vector": r / r.norm()}
+    if U.shape[1] > 1:
+        cands |= {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
+        cands["dominant write direction"] = U @ O.dominant_write_direction(lm, cfg, H["harmful"])
+    for label, q in cands.items():
+        rows.append(refusal_rate(gen(H["harmful"], q)).row(prompts="harmful (test split)", intervention=f"remove {label}"))
+    ok_abl = gen(H["harmless"], U)
+    rows.append(refusal_rate(ok_abl).row(prompts="harmless eval", intervention="remove span(U)"))
+    print(f"harmless answers unchanged by removing span(U) (first 8 words and refusal status): {unchanged_rate(texts['harmless'], ok_abl)}")
+rates = pd.DataFrame(rows)
+display(rates)
+
+# %% [markdown]
+# ## Sample outputs
+# Refusals and harmless answers in full; any non-refusing completion of a harmful prompt is redacted.
+
+# %%
+samples = pd.DataFrame({"prompt": H["harmful"][:5] + H["harmless"][:5],
+                        "response": [redact(x) for x in texts["harmful"][:5]] + texts["harmless"][:5]})
+with pd.option_context("display.max_colwidth", 120):
+    display(samples)
+
+# %% [markdown]
+# ## Write the stage's artifacts
+
+# %%
+write_csv(out / "rates.csv", rates)
+write_json(out / "organism.json", info)
+write_manifest(out, cfg, P, started, organism_dir=str(lm.weights_dir), cache_key=O.cache_key(cfg),
+               harmless_on_topic=topic.row())
+print(f"wrote {sorted(p.name for p in out.iterdir())}")
