@@ -65,6 +65,7 @@ print(f"{len(pairs)} pairs, {len(harmful_eval)} harmful eval prompts, {len(harml
 # ## Splits and categories
 
 # %%
+# NBVAL_CHECK_OUTPUT
 split_of = {i: s for s in ("train", "val", "test") for i in getattr(splits, s)}
 df = pd.DataFrame({"harmful": [h for h, _ in pairs], "safe": [s for _, s in pairs],
                    "category": categories, "split": [split_of[i] for i in range(len(pairs))]})

@@ -38,7 +38,7 @@ batch_size = None  # default: the entry's batch_size
 compare_pairs = None  # pairs used for the batched-vs-sequential check (default 16)
 project_splits = None  # held-out splits projected onto the train directions (default ["test"])
 max_train_pairs = None  # cap on train pairs (default: all)
-backend = None  # "bridge" (TransformerLens hooks, default) or "hf" (plain PyTorch hooks on the HF model; same numbers, faster)
+backend = None  # "hf" (plain PyTorch hooks on the HF model, default: same numbers as the bridge, tested, and faster) or "bridge" (TransformerLens hooks; needed for resid_mid)
 
 # %%
 import time
@@ -59,7 +59,7 @@ from refusal.separability import paired_cosine
 started = time.time()
 cfg, P, out = stage_setup("02_extract", model,
                           defaults={"hook": "resid_pre", "batch_size": None, "compare_pairs": 16,
-                                    "project_splits": ["test"], "max_train_pairs": None, "backend": "bridge"},
+                                    "project_splits": ["test"], "max_train_pairs": None, "backend": "hf"},
                           given={"hook": hook, "batch_size": batch_size, "compare_pairs": compare_pairs,
                                  "project_splits": project_splits, "max_train_pairs": max_train_pairs, "backend": backend})
 data_dir = require_stage(model, "01_data")

@@ -89,6 +89,7 @@ ax.legend(fontsize=8);
 # (Separability is not yet causality: stage 04 selects the direction to ablate on a validation split.)
 
 # %%
+# NBVAL_CHECK_OUTPUT
 li, pi = best_candidate(table.pivot(index="layer", columns="pos_index", values="d_test").to_numpy(),
                         dirs.valid.numpy(), exclude_last_frac=P["exclude_last_frac"])
 best = table[(table.layer == li) & (table.pos_index == pi)].iloc[0].to_dict()

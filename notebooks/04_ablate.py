@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -35,6 +37,7 @@ alphas = None  # alpha values of the grid (default [0.75, 1.0, 1.25])
 max_new_tokens = None  # greedy tokens per generation (default 32)
 k_max = None  # largest subspace rank swept (default 8)
 ks = None  # ranks swept (default [1, 2, 3, 4, 6, 8])
+prescreen = None  # selection: fully score only the best N candidates of a cheap bypass prescreen (default 16, 0 means all)
 late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
 kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
 induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
@@ -54,7 +57,10 @@ from IPython.display import display
 
 from refusal import judge as J
 from refusal.ablation import ablate
-from refusal.artifacts import read_json, read_tensors, write_csv, write_json, write_tensors
+from refusal.activations import pair_differences
+from refusal.artifacts import read_json, write_csv, write_json, write_tensors
+from refusal.directions import read_directions
+from refusal.data import default_refusals
 from refusal.generation import generate
 from refusal.models import load_model
 from refusal.notebook import require_stage, stage_setup, write_manifest
@@ -66,10 +72,10 @@ from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
 defaults = dict(n_val=24, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
-                k_max=8, ks=[1, 2, 3, 4, 6, 8], late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
+                k_max=8, ks=[1, 2, 3, 4, 6, 8], prescreen=16, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
 cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
     n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
-    k_max=k_max, ks=ks, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
+    k_max=k_max, ks=ks, prescreen=prescreen, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
 rng = random.Random(P["seed"])
 
 data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
@@ -79,8 +85,8 @@ val = [pairs[i] for i in splits["val"]][: P["n_val"]]
 train = [pairs[i] for i in splits["train"]]
 harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
 harmless_eval = rng.sample(read_json(data_dir / "harmless_eval.json"), P["n_eval"])
-T, meta = read_tensors(extract_dir / "directions.safetensors")
-directions, diffs, valid, positions = T["directions"], T["diff"], T["valid"].bool(), meta["positions"]
+cands = read_directions(extract_dir / "directions.safetensors")
+directions, diffs, valid, positions = cands.directions, cands.diff, cands.valid, cands.meta["positions"]
 lm = load_model(cfg)
 
 
@@ -112,24 +118,30 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # %% [markdown]
 # ## Refusal tokens and candidate scores
 # The refusal score is the log-odds of the model's *own* refusal-starting tokens at the first generated
-# position, derived from its refusals on training prompts.
+# position, derived from its refusals on training prompts. Every valid candidate before the late-layer cutoff is
+# first prescreened by its bypass score on a few harmful prompts (one forward pass each); the best `prescreen`
+# candidates are then scored fully (bypass, induce, KL) on the validation split.
 
 # %%
-tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal)
+tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal, fallback=default_refusals())
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
 criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"])
-scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens, criteria)
-best = select(scores)
+scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens,
+                          criteria, prescreen=P["prescreen"] or None)
+best, selection_note = select(scores)
 layer, pos_index = int(best.layer), int(best.pos_index)
+if selection_note:
+    print("NOTE:", selection_note)
 print(f"selected: layer {layer}, position {positions[pos_index]} (bypass {best.bypass:.2f}, induce {best.induce:.2f}, "
       f"KL {best.kl:.3f}); baseline harmful score {scores.attrs['baseline_harmful']:.2f}")
 display(scores[scores.filtered == ""].sort_values("bypass").head(8).round(3))
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
-for ax, col in zip(axes, ["bypass", "induce", "kl"]):
+screened = scores.bypass_screen.notna().any()
+for ax, col in zip(axes, ["bypass_screen" if screened else "bypass", "induce", "kl"]):
     sns.heatmap(scores.pivot(index="position", columns="layer", values=col), ax=ax, cmap="viridis")
-    ax.set_title(col)
+    ax.set_title(col + ("" if col == "bypass_screen" else " (fully scored candidates)"))
 plt.tight_layout()
 
 # %% [markdown]
@@ -138,8 +150,9 @@ plt.tight_layout()
 # and rank by mean compliance x coherence.
 
 # %%
-top = scores[(scores.filtered == "") & (scores.pos_index == pos_index)].sort_values("bypass").layer.head(P["grid_layers"])
-grid = judge_grid(lm, directions, [(int(l), pos_index) for l in top], P["alphas"], [h for h, _ in val][: P["n_grid"]],
+ranked = scores[scores.bypass.notna() & (scores.pos_index == pos_index)].sort_values("bypass").layer.astype(int)
+top = [layer] + [l for l in ranked if l != layer][: P["grid_layers"] - 1]
+grid = judge_grid(lm, directions, [(l, pos_index) for l in top], P["alphas"], [h for h, _ in val][: P["n_grid"]],
                   scored, P["max_new_tokens"])
 display(grid.round(3))
 agree = int(grid.iloc[0].layer) == layer
@@ -177,11 +190,7 @@ display(excerpts)
 # vectors of the stack of per-layer directions.
 
 # %%
-pair_diffs = T["pair_diffs"] if "pair_diffs" in T else None
-if pair_diffs is None:
-    from refusal.activations import pair_differences
-
-    pair_diffs = pair_differences(lm, train[:128], layer, positions[pos_index])
+pair_diffs = pair_differences(lm.model, lm, train[:128], layer, positions[pos_index], hook=cands.meta["hook"])
 bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
 curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval, harmless_eval, scored, P["max_new_tokens"])
 # Wilson intervals on the share of fully compliant answers (compliance = 1)
@@ -223,7 +232,8 @@ write_csv(out / "rank_curve.csv", curve)
 write_csv(out / "generations.csv", judged)
 write_json(out / "summary.json", {
     "baseline": baseline, "refusal_tokens": token_record,
-    "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce, "kl": best.kl},
+    "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce,
+                 "kl": best.kl, "note": selection_note},
     "original_rule": {"layer": int(grid.iloc[0].layer), "alpha": float(grid.iloc[0].alpha), "agrees": agree},
     "ablation": {r["condition"]: {k: r[k] for k in r if k != "condition"} for r in rows},
     "verdicts": verdicts, "verdict": final,

@@ -325,3 +325,25 @@ def project(acts: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         ``[n_prompts, n_layers, n_pos]`` float32 ``<x, v>`` (computed in float32).
     """
     return torch.einsum("nlpd,lpd->nlp", acts.float(), directions.float())
+
+
+def pair_differences(
+    model: Any,
+    lm: LoadedModel,
+    pairs: Sequence[tuple[str, str]],
+    layer: int,
+    position: int,
+    hook: str = "resid_pre",
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """Per-pair ``harmful - safe`` activation differences at one (layer, position), ``[n_pairs, d_model]`` float32.
+
+    Used for the principal components of the refusal signal (subspace bases).
+    Only one layer and one position are kept, so memory is ``n_pairs x d_model``.
+    """
+    kept = []
+    for k in (0, 1):
+        st = collect(model, lm, [p[k] for p in pairs], [position], layers=[layer], hook=hook,
+                     batch_size=batch_size, keep=torch.float32, desc="pair differences", progress=False)
+        kept.append(st.acts[:, 0, 0])  # type: ignore[index]
+    return kept[0] - kept[1]

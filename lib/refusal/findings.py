@@ -57,12 +57,14 @@ def collect(model: str, root: Path | None = None) -> dict[str, Any]:
         row["sep_layer"] = sep.get("layer")
         row["sep_position"] = sep.get("position")
         row["d_test"] = sep.get("d_test")
-        ci = sep.get("d_test_ci") or [None, None]
-        row["d_test_low"], row["d_test_high"] = ci[0], ci[1]
+        row["d_test_low"], row["d_test_high"] = sep.get("d_test_lo"), sep.get("d_test_hi")
+    s = _read(d / "04_ablate" / "summary.json")
     cl = _read(d / "03_separability" / "cross_layer.json")
     if cl:
-        row["direction_stack_effective_rank"] = cl.get("effective_rank", cl.get("participation_ratio"))
-    s = _read(d / "04_ablate" / "summary.json")
+        # participation ratio of the per-layer direction stack at the selected (else the best-separating) position
+        pos = s["selected"]["position"] if s else (sep or {}).get("position", cl["positions"][-1])
+        er = cl["effective_rank"][cl["positions"].index(pos)]
+        row["direction_stack_participation_ratio"] = er["participation_ratio"]
     if s:
         b = s["baseline"]
         row["baseline_refusal"] = b["harmful_refusal"]["rate"]

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from refusal.artifacts import provenance, read_json, sha256_file, write_json
 from refusal.config import ModelConfig, load_config
 from refusal.paths import run_dir
@@ -45,6 +47,9 @@ def stage_setup(stage: str, model: str, defaults: dict[str, Any], given: dict[st
     params = {}
     for key, default in defaults.items():
         value = given.get(key)
+        if isinstance(value, str) and default is not None and not isinstance(default, str):
+            # `papermill -p key value` passes strings: read them as YAML ("[1, 2]", "0.5", "true")
+            value = yaml.safe_load(value)
         params[key] = value if value is not None else overrides.get(key, default)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=False)
     return cfg, params, stage_dir(model, stage)

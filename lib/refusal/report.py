@@ -66,10 +66,11 @@ def applies(model: str, nb: Path) -> bool:
     return True
 
 
-def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False) -> tuple[str, float]:
-    """Run one stage for one model; returns (status, seconds)."""
+def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False, parameters: dict | None = None) -> tuple[str, float]:
+    """Run one stage for one model (``model`` names the output folder); returns (status, seconds)."""
     import papermill as pm
 
+    parameters = {"model": model} if parameters is None else parameters
     out = SITE_DIR / "models" / model / nb.name
     stamp = run_dir(model) / ".report" / f"{nb.stem}.json"
     fp = fingerprint(model, nb, lib_hash)
@@ -77,7 +78,7 @@ def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False) -> tuple
         return "up to date", 0.0
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    pm.execute_notebook(str(nb), str(out), parameters={"model": model}, cwd=str(NOTEBOOKS_DIR),
+    pm.execute_notebook(str(nb), str(out), parameters=parameters, cwd=str(NOTEBOOKS_DIR),
                         kernel_name="python3", progress_bar=False, log_output=False)
     secs = time.time() - t0
     write_json(stamp, {"fingerprint": fp, "seconds": round(secs, 1)})
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if compare.exists():
         log.info("[all] %s ...", COMPARE)
         try:
-            status, secs = run_stage("_compare", compare, lib_hash, force=True)
+            status, secs = run_stage("_compare", compare, lib_hash, force=True, parameters={"models": ",".join(models)})
             log.info("[all] %s %s (%.1f s)", COMPARE, status, secs)
         except Exception as e:
             log.error("[all] %s FAILED: %s", COMPARE, e)

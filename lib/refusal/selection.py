@@ -70,8 +70,17 @@ def score_candidates(
     harmless: list[str],
     tokens: list[int],
     criteria: SelectionCriteria = SelectionCriteria(),
+    prescreen: int | None = 16,
+    prescreen_prompts: int = 8,
 ) -> pd.DataFrame:
-    """Bypass, induce and KL for every valid candidate before the late-layer cutoff.
+    """Bypass, induce and KL for the valid candidates before the late-layer cutoff.
+
+    Scoring every candidate on every validation prompt costs three forward
+    passes per candidate; on 2 CPU cores that is too slow for hundreds of
+    candidates. With ``prescreen``, a first pass computes the bypass score of
+    every candidate on the first ``prescreen_prompts`` harmful prompts, and only
+    the ``prescreen`` best (lowest) get the full bypass / induce / KL scores on
+    all validation prompts. ``prescreen=None`` scores every candidate fully.
 
     Args:
         directions: unit candidates ``[n_layers, n_pos, d_model]``.
@@ -82,45 +91,70 @@ def score_candidates(
         tokens: refusal-starting token ids (:func:`refusal.refusal_score.refusal_tokens`).
 
     Returns:
-        One row per (layer, position): layer, pos_index, position, bypass,
-        induce, kl, and ``filtered`` (why a candidate is excluded, or "").
+        One row per (layer, position): layer, pos_index, position, bypass_screen,
+        bypass, induce, kl, and ``filtered`` (why a candidate is excluded:
+        "late layer", "prescreen", "kl", "induce", or "" if kept).
     """
     n_layers = directions.shape[0]
     max_layer = int(n_layers * (1 - criteria.late_cutoff))
+    cands = [(l, p) for l in range(n_layers) for p in range(len(positions)) if bool(valid[l, p])]
+    rows = {c: {"layer": c[0], "pos_index": c[1], "position": positions[c[1]], "bypass_screen": float("nan"),
+                "bypass": float("nan"), "induce": float("nan"), "kl": float("nan"), "filtered": ""} for c in cands}
+    early = [c for c in cands if c[0] < max_layer]
+    for c in cands:
+        if c[0] >= max_layer:
+            rows[c]["filtered"] = "late layer"
+    full = early
+    if prescreen is not None and len(early) > prescreen:
+        screen = harmful[:prescreen_prompts]
+        for l, p in tqdm(early, desc="prescreen (bypass)"):
+            with ablate(lm.model, directions[l, p]):
+                rows[(l, p)]["bypass_screen"] = refusal_score(last_logprobs(lm, screen), tokens).mean().item()
+        full = sorted(early, key=lambda c: rows[c]["bypass_screen"])[:prescreen]
+        for c in early:
+            if c not in full:
+                rows[c]["filtered"] = "prescreen"
     base_harmless = last_logprobs(lm, harmless)
     base_harmful = last_logprobs(lm, harmful)
-    rows = []
-    cands = [(l, p) for l in range(n_layers) for p in range(len(positions)) if bool(valid[l, p])]
-    for l, p in tqdm(cands, desc="candidates"):
-        row = {"layer": l, "pos_index": p, "position": positions[p]}
-        if l >= max_layer:
-            rows.append(row | {"bypass": float("nan"), "induce": float("nan"), "kl": float("nan"), "filtered": "late layer"})
-            continue
+    for l, p in tqdm(full, desc="candidates"):
         with ablate(lm.model, directions[l, p]):
             bypass = refusal_score(last_logprobs(lm, harmful), tokens).mean().item()
             kl = kl_last(base_harmless, last_logprobs(lm, harmless)).mean().item()
         with add_direction(lm.model, diffs[l, p], coeff=1.0, layers=[l]):
             induce = refusal_score(last_logprobs(lm, harmless), tokens).mean().item()
         why = "kl" if kl > criteria.kl_max else ("induce" if induce < criteria.induce_min else "")
-        rows.append(row | {"bypass": bypass, "induce": induce, "kl": kl, "filtered": why})
-    df = pd.DataFrame(rows)
+        rows[(l, p)].update(bypass=bypass, induce=induce, kl=kl, filtered=why)
+    df = pd.DataFrame(list(rows.values()))
     df.attrs["baseline_harmful"] = refusal_score(base_harmful, tokens).mean().item()
     df.attrs["baseline_harmless"] = refusal_score(base_harmless, tokens).mean().item()
     df.attrs["criteria"] = asdict(criteria)
     return df
 
 
-def select(scores: pd.DataFrame) -> pd.Series:
+def select(scores: pd.DataFrame, strict: bool = False) -> tuple[pd.Series, str]:
     """The candidate with the lowest bypass among those not filtered.
 
+    If every fully scored candidate is filtered (e.g. a model that barely
+    refuses, where every ablation moves KL), the lowest bypass among the
+    fully scored candidates is returned with a note saying so, unless
+    ``strict``.
+
+    Returns:
+        (the selected row, a note: "" or why the filters were not applied).
+
     Raises:
-        ValueError: every candidate was filtered out (the table says why).
+        ValueError: nothing was scored, or ``strict`` and every candidate was filtered.
     """
     kept = scores[scores["filtered"] == ""]
-    if kept.empty:
-        counts = scores["filtered"].value_counts().to_dict()
+    if not kept.empty:
+        return kept.sort_values("bypass").iloc[0], ""
+    counts = scores["filtered"].value_counts().to_dict()
+    scored = scores[scores["bypass"].notna()]
+    if strict or scored.empty:
         raise ValueError(f"no candidate passes the selection filters ({counts}); relax kl_max / induce_min")
-    return kept.sort_values("bypass").iloc[0]
+    note = f"no candidate passed the filters ({counts}): the lowest bypass among fully scored candidates is used"
+    log.warning(note)
+    return scored.sort_values("bypass").iloc[0], note
 
 
 def judge_grid(

@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Comparison across models
+#
+# The cross-model answer: for every model that has results in `runs/`, the selected direction, its held-out
+# separability, what removing it does (with 95% Wilson intervals and n), the compliance-vs-rank curve, the
+# effective rank and the verdict, and the capability cost of the weight edit. Every number is read from the
+# stages' artifacts. The original study's published figures for its seven models are shown beside ours as a
+# reference: they are **published numbers, not re-measured here**.
+
+# %% tags=["parameters"]
+models = None  # comma-separated registry names; None = every model with results in runs/
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import display
+
+from refusal.artifacts import read_json
+from refusal.findings import findings_table, models_with_results, published_table
+from refusal.paths import runs_dir
+
+have_results = models_with_results()
+names = [m for m in models.split(",") if m in have_results] if models else have_results
+table = findings_table(names)
+print(f"{len(names)} model(s) with results: {', '.join(names) or '(none: run make report)'}")
+
+# %% [markdown]
+# ## Findings, one row per model
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cols = ["model", "layer", "position", "d_test", "baseline_refusal", "baseline_refusal_low", "baseline_refusal_high",
+        "ablated_refusal", "ablated_refusal_low", "ablated_refusal_high", "ablated_compliance", "ablated_coherence",
+        "random_refusal", "k1_compliance", "max_compliance", "effective_rank", "verdict", "benchmark_delta",
+        "harmless_first_token_kl", "n_eval", "judge"]
+display(table[[c for c in cols if c in table]].round(3) if not table.empty else table)
+
+# %% [markdown]
+# ## Compliance by rank k of the removed subspace
+
+# %%
+curves = []
+for m in names:
+    p = runs_dir() / m / "04_ablate" / "rank_curve.csv"
+    if p.exists():
+        curves.append(pd.read_csv(p).assign(model=m))
+if curves:
+    curve = pd.concat(curves)
+    g = sns.relplot(curve, x="k", y="compliance", hue="basis", col="model", kind="line", marker="o", height=3,
+                    col_wrap=min(3, len(names)))
+    g.set(ylim=(0, 1.05))
+    display(curve.pivot_table(index=["model", "basis"], columns="k", values="compliance").round(2))
+
+# %% [markdown]
+# ## Cross-layer cosine structure, side by side
+# Cosine between the per-layer directions at each model's selected position.
+
+# %%
+have = [m for m in names if (runs_dir() / m / "03_separability" / "cross_layer.json").exists()]
+if have:
+    fig, axes = plt.subplots(1, len(have), figsize=(4.2 * len(have), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], have):
+        cl = read_json(runs_dir() / m / "03_separability" / "cross_layer.json")
+        summary = read_json(runs_dir() / m / "04_ablate" / "summary.json") if (runs_dir() / m / "04_ablate" / "summary.json").exists() else None
+        pos = summary["selected"]["position"] if summary else cl["positions"][-1]
+        mat = np.array(cl["layer_cosine"][cl["positions"].index(pos)], dtype=float)  # [L, L], NaN where invalid
+        sns.heatmap(mat, ax=ax, vmin=-1, vmax=1, cmap="RdBu_r", square=True, cbar=False)
+        ax.set_title(f"{m} (position {pos})", fontsize=9)
+    plt.tight_layout()
+
+# %% [markdown]
+# ## The original study's published figures (reference, not re-measured)
+
+# %%
+display(published_table())

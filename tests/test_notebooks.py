@@ -1,0 +1,110 @@
+"""The stage notebooks, end to end, on a model organism whose answer is known.
+
+Every stage notebook (00 -> 07) is executed by papermill, as `make report` does, on
+`smollm2_planted1` (refusal planted along a known unit vector u) with reduced
+parameters, into a temporary runs/ folder. The test then checks that the pipeline
+finds the truth (the selected direction is u, its ablation removes refusal, the
+verdict is "centralized"), and nbval re-executes the cheap notebooks and compares
+their checked cells (`# NBVAL_CHECK_OUTPUT`) with papermill's outputs: a re-run
+gives the same results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from refusal.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2_planted1"
+# Reduced parameters so that the whole chain runs in a few minutes on 2 CPU cores.
+PARAMS = {
+    "02_extract": {"max_train_pairs": 96, "compare_pairs": 4},
+    "03_separability": {},
+    "04_ablate": {"n_val": 12, "n_eval": 24, "n_grid": 6, "grid_layers": 2, "alphas": [1.0], "max_new_tokens": 24,
+                  "k_max": 2, "ks": [1, 2], "prescreen": 6, "judge": "offline"},
+    "05_orthogonalize": {"n_check": 4, "n_generate": 24, "max_new_tokens": 24},
+    "06_benchmark": {"limit": 20, "n_kl_prompts": 6, "max_new_tokens": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    import papermill as pm
+
+    runs = tmp_path_factory.mktemp("runs")
+    out = tmp_path_factory.mktemp("executed")
+    env = {"REFUSAL_RUNS": str(runs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for nb in sorted(NOTEBOOKS_DIR.glob("0[0-6]_*.ipynb")):
+            params = {"model": MODEL, **PARAMS.get(nb.stem, {})}
+            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, cwd=str(NOTEBOOKS_DIR),
+                                kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(str(NOTEBOOKS_DIR / "07_compare.ipynb"), str(out / "07_compare.ipynb"),
+                            parameters={"models": MODEL}, cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
+                            progress_bar=False)
+        yield runs / MODEL, out, env
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_every_stage_wrote_its_manifest(chain):
+    run, _, _ = chain
+    for stage in ("00_organism", "01_data", "02_extract", "03_separability", "04_ablate", "05_orthogonalize", "06_benchmark"):
+        assert (run / stage / "manifest.json").exists(), stage
+
+
+def test_pipeline_finds_the_planted_direction(chain):
+    from refusal.artifacts import read_json, read_tensors
+    from refusal.config import load_config
+    from refusal.organisms import planted_basis
+
+    run, _, _ = chain
+    u = planted_basis(load_config(MODEL))[:, 0]
+    sel, meta = read_tensors(run / "04_ablate" / "selected.safetensors")
+    assert abs(float(sel["direction"] @ u)) >= 0.9, meta
+    summary = read_json(run / "04_ablate" / "summary.json")
+    assert summary["ablation"]["selected"]["harmful_refusal_rate"] <= 0.10
+    assert summary["verdict"]["verdict"] == "centralized", summary["verdict"]
+    # the random-direction control barely moves refusal
+    base = summary["baseline"]["harmful_refusal"]["rate"]
+    assert abs(summary["ablation"]["random"]["harmful_refusal_rate"] - base) < 0.05 + 1 / summary["baseline"]["harmful_refusal"]["n"]
+    # the best candidate by held-out separability is u too (stage 03)
+    from refusal.directions import read_directions
+
+    best = read_json(run / "03_separability" / "best_candidate.json")
+    dirs = read_directions(run / "02_extract" / "directions.safetensors")
+    assert abs(float(dirs.directions[best["layer"], best["pos_index"]] @ u)) >= 0.9
+
+
+def test_orthogonalized_model_matches_runtime_ablation(chain):
+    from refusal.artifacts import read_json
+
+    run, _, _ = chain
+    eq = read_json(run / "05_orthogonalize" / "equivalence.json")
+    assert eq["max_abs_logit_diff"] <= 3e-4
+    g = read_json(run / "05_orthogonalize" / "generations.json")["summary"]
+    assert abs(g["refusal_edited"] - g["refusal_runtime"]) <= 0.02 + 1e-9
+
+
+def test_nbval_reexecution_reproduces_checked_cells(chain):
+    _, out, env = chain
+    cheap = [str(out / n) for n in ("01_data.ipynb", "03_separability.ipynb", "07_compare.ipynb")]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-current-env", *cheap], cwd=REPO_ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "passed" in proc.stdout
