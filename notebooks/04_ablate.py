@@ -206,11 +206,12 @@ ax.legend();
 
 # %% [markdown]
 # ## Verdict
-# Read from the basis that reaches the highest compliance; thresholds are parameters, shown with the numbers.
+# Read from the basis that reaches the highest compliance; thresholds are parameters, shown with the numbers. A model
+# that barely refuses at baseline (the SmolLM2 control) gets "no refusal": compliance under ablation says nothing there.
 
 # %%
 thresholds = VerdictThresholds()
-verdicts = {name: verdict(c, thresholds) for name, c in curve.groupby("basis")}
+verdicts = {name: verdict(c, thresholds, baseline["harmful_refusal"]["rate"]) for name, c in curve.groupby("basis")}
 best_basis = max(verdicts, key=lambda b: verdicts[b]["max_compliance"])
 final = verdicts[best_basis] | {"basis": best_basis}
 display(pd.DataFrame(verdicts).T)
