@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 MODEL = "smollm2_planted1"
 # Reduced parameters so that the whole chain runs in a few minutes on 2 CPU cores.
 PARAMS = {
+    "00_organism": {"n_eval": 20},
     "02_extract": {"max_train_pairs": 96, "compare_pairs": 4},
     "03_separability": {},
     "04_ablate": {"n_val": 12, "n_eval": 24, "n_grid": 6, "grid_layers": 2, "alphas": [1.0], "max_new_tokens": 24,
