@@ -29,7 +29,7 @@
 
 # %% tags=["parameters"]
 model = "smollm2_planted1"  # an organism entry in params/ (source.kind: organism)
-n_eval = None  # held-out prompts per side (default: 60)
+n_eval = None  # held-out prompts per side (default: 40)
 max_new_tokens = None  # tokens generated to decide refusal (default: 32)
 
 # %%
@@ -47,7 +47,7 @@ from refusal.notebook import stage_setup, write_manifest
 from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, redact, refusal_rate, unchanged_rate
 
 started = time.time()
-cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 60, "max_new_tokens": 32},
+cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 40, "max_new_tokens": 32},
                           given={"n_eval": n_eval, "max_new_tokens": max_new_tokens})
 if cfg.source.kind != "organism":
     raise ValueError(f"{cfg.path}: 00_organism runs only on organisms (source.kind: organism), not '{cfg.source.kind}'")
@@ -72,7 +72,7 @@ print(f"entry {lm.weights_dir}; load {time.time() - t:.0f} s; built in {info['se
 # %%
 tl = pd.DataFrame(info["train_log"]).drop(columns="seconds")
 fig, ax = plt.subplots(figsize=(7, 3.5))
-for col in ("loss_harmful", "loss_harmless", "loss_aux"):
+for col in [c for c in tl.columns if c.startswith("loss_")]:
     if tl[col].notna().any():
         ax.plot(tl["step"], tl[col].rolling(5, min_periods=1).mean(), label=col)
 ax.set(xlabel="step", ylabel="response cross-entropy (5-step mean)", yscale="log")
@@ -98,7 +98,10 @@ if recipe["kind"] == "planted":
     cands = {"span(U)": U, "random unit vector": r / r.norm()}
     if U.shape[1] > 1:
         cands |= {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
-        cands["dominant write direction"] = U @ O.dominant_write_direction(lm, cfg, H["harmful"])
+        cands["top write PC (harmful)"] = U @ O.dominant_write_direction(lm, cfg, H["harmful"])
+        cands["mean write, harmful - harmless"] = U @ O.mean_write_direction(lm, cfg, H["harmful"], H["harmless"])
+        for j, c in enumerate(torch.randn(3, U.shape[1], generator=g)):
+            cands[f"random U c #{j}"] = U @ (c / c.norm())
     for label, q in cands.items():
         rows.append(refusal_rate(gen(H["harmful"], q)).row(prompts="harmful (test split)", intervention=f"remove {label}"))
     ok_abl = gen(H["harmless"], U)

@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("names", nargs="*", default=["smollm2_refusal", "smollm2_planted1", "smollm2_plantedk"])
     ap.add_argument("--n", type=int, default=None, help="held-out prompts per side (default: all)")
     a = ap.parse_args()
+    torch.set_num_threads(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     P = heldout_prompts(a.n, a.n)
     for name in a.names:
@@ -48,8 +49,9 @@ def main() -> None:
             cands = {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
             # the dominant write direction on harmful prompts (what an analyst would find first)
             cands["top write PC"] = U @ O.dominant_write_direction(lm, cfg, P["harmful"])
-            for c in torch.randn(4, U.shape[1], generator=g):
-                cands[f"U c (random c)"] = U @ (c / c.norm())
+            cands["mean write, harmful - harmless"] = U @ O.mean_write_direction(lm, cfg, P["harmful"], P["harmless"])
+            for j, c in enumerate(torch.randn(3, U.shape[1], generator=g)):
+                cands[f"random U c #{j}"] = U @ (c / c.norm())
             best = None
             for label, d in cands.items():
                 rr = refusal_rate(completions(lm, P["harmful"], d))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from refusal.ablation import ablate, decoder_layers
 
-__all__ = ["Example", "Batch", "collate", "capture_layer_inputs", "upper_stack", "response_loss", "Plant", "train_loop", "TrainLog"]
+__all__ = ["Example", "Batch", "collate", "capture_layer_inputs", "upper_stack", "response_loss", "Plant", "Stream", "train_streams", "TrainLog"]
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,15 @@ class Plant(nn.Module):
     ``U`` is ``orthonormalize(U_raw)`` ``[d_model, k]``; ``A`` is ``[d_ff, k]``.
     """
 
-    def __init__(self, d_model: int, d_ff: int, k: int, layer: int, gen: torch.Generator):
+    def __init__(self, d_model: int, d_ff: int, k: int, layer: int, gen: torch.Generator, a_scale: float = 1e-3):
         super().__init__()
         self.layer = layer
-        self.U_raw = nn.Parameter(torch.randn(d_model, k, generator=gen))
-        self.A = nn.Parameter(torch.randn(d_ff, k, generator=gen) * 1e-3)
+        self.U_raw = nn.Parameter(torch.randn(d_model, k, generator=gen), requires_grad=False)
+        self.A = nn.Parameter(torch.randn(d_ff, k, generator=gen) * a_scale)
         self._handle = None
-        self.ablate_coef: torch.Tensor | None = None  # test-time/aux: remove write along U c
+        self.record_mask: torch.Tensor | None = None  # [batch, pos]: record the mean write of these positions
+        self.last_mean: torch.Tensor | None = None  # [k] mean write coefficients of the last recorded forward
+        self.records: dict[str, torch.Tensor | None] = {}
 
     @property
     def U(self) -> torch.Tensor:
@@ -165,7 +167,10 @@ class Plant(nn.Module):
         down = decoder_layers(model)[self.layer].mlp.down_proj
 
         def hook(module, inputs, output):
-            return output + self.coefficients(inputs[0]) @ self.U.T
+            c = self.coefficients(inputs[0])  # [batch, pos, k]
+            if self.record_mask is not None and c.shape[:2] == self.record_mask.shape:
+                self.last_mean = c.detach()[self.record_mask.bool()].mean(0)
+            return output + c @ self.U.T
 
         self._handle = down.register_forward_hook(hook)
         return self
@@ -183,48 +188,61 @@ class Plant(nn.Module):
 
 
 @dataclass
+class Stream:
+    """One term of the training loss: a pool of examples, drawn ``batch_size`` at a time.
+
+    ``ablation(step) -> Q`` (``[d_model]`` or ``[d_model, k]``, or None) is removed from the
+    residual stream of the trained layers (same hook points as :func:`refusal.ablation.ablate`)
+    while this term's loss is computed. ``record`` names a slot in which the mean planted write
+    coefficients of this batch are stored (for directions that depend on the current writes).
+    """
+
+    name: str
+    pool: list[int]
+    batch_size: int
+    weight: float = 1.0
+    ablation: Callable[[int], torch.Tensor | None] | None = None
+    record: str | None = None
+
+
+@dataclass
 class TrainLog:
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
-    loss_harmful: list[float] = field(default_factory=list)
-    loss_harmless: list[float] = field(default_factory=list)
-    loss_aux: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        """JSON-ready: NaN (no harmful example in a batch, no auxiliary loss) becomes ``None``."""
+        """JSON-ready: NaN becomes ``None``."""
         clean = lambda v: [None if isinstance(x, float) and math.isnan(x) else x for x in v]  # noqa: E731
-        return {k: clean(getattr(self, k)) for k in ("step", "loss", "loss_harmful", "loss_harmless", "loss_aux")} | {"seconds": self.seconds}
+        return {"step": self.step, "loss": clean(self.loss)} | {f"loss_{k}": clean(v) for k, v in self.terms.items()} | {"seconds": self.seconds}
 
 
-def _nanmean(x: torch.Tensor, m: torch.Tensor) -> float:
-    return float(x[m].mean()) if m.any() else math.nan
-
-
-def train_loop(
+def train_streams(
     model: nn.Module,
     layer: int,
     examples: list[Example],
-    params: list[nn.Parameter],
+    streams: list[Stream],
+    param_groups: list[dict],
     steps: int,
-    batch_size: int,
-    lr: float,
     pad_id: int,
     seed: int,
-    aux: Callable[[torch.Tensor, Batch], torch.Tensor] | None = None,
+    plant: "Plant | None" = None,
     log_: TrainLog | None = None,
     weight_decay: float = 0.0,
 ) -> TrainLog:
-    """AdamW on ``params`` for ``steps`` steps over ``examples`` (shuffled per epoch by ``seed``).
+    """AdamW over ``param_groups`` for ``steps`` steps; each step sums the weighted losses of ``streams``.
 
-    ``aux(h, batch) -> loss`` adds an auxiliary loss (run inside the upper stack).
-    Layer inputs ``h`` of all examples are computed once, in batches, before training.
+    Every stream is drawn from its own pool (reshuffled by ``seed`` when exhausted). The frozen
+    lower layers' output (input of decoder layer ``layer``) is computed once per example, when it
+    is first drawn; each term then runs only layers ``layer..`` (backward per term, so that only
+    one term's graph is alive at a time).
     """
     tl = log_ or TrainLog()
     t0 = time.time()
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    # the frozen lower layers' output per example, computed when an example is first drawn
+    params = [p for g in param_groups for p in g["params"]]
+    opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     cache: dict[int, torch.Tensor] = {}
 
     def layer_inputs(idx: list[int]) -> torch.Tensor:
@@ -240,37 +258,36 @@ def train_loop(
             h[j, : cache[i].shape[0]] = cache[i]
         return h
 
-    order: list[int] = []
+    orders: dict[str, list[int]] = {s.name: [] for s in streams}
     start = tl.step[-1] + 1 if tl.step else 0
+    for s in streams:
+        tl.terms.setdefault(s.name, [])
     model.train()
     with upper_stack(model, layer):
         for step in tqdm(range(steps), desc="train", leave=False):
-            if len(order) < batch_size:
-                order += torch.randperm(len(examples), generator=gen).tolist()
-            idx, order = order[:batch_size], order[batch_size:]
-            b = collate([examples[i] for i in idx], pad_id)
-            h = layer_inputs(idx)
-            loss, per_ex = response_loss(model, h, b)
-            total = loss
-            aux_v = math.nan
-            if aux is not None:
-                a = aux(h, b)
-                total = total + a
-                aux_v = float(a)
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            total = 0.0
+            for s in streams:
+                order = orders[s.name]
+                while len(order) < s.batch_size:
+                    order += [s.pool[i] for i in torch.randperm(len(s.pool), generator=gen).tolist()]
+                idx, orders[s.name] = order[: s.batch_size], order[s.batch_size :]
+                b = collate([examples[i] for i in idx], pad_id)
+                h = layer_inputs(idx)
+                q = s.ablation(step) if s.ablation is not None else None
+                if plant is not None:
+                    plant.record_mask = b.attention_mask if s.record else None
+                with ablate(model, q) if q is not None else nullcontext():
+                    loss, _ = response_loss(model, h, b)
+                if plant is not None and s.record:
+                    plant.records[s.record] = plant.last_mean
+                (s.weight * loss).backward()
+                tl.terms[s.name].append(float(loss.detach()))
+                total += s.weight * float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             tl.step.append(start + step)
-            tl.loss.append(float(loss.detach()))
-            tl.loss_harmful.append(_nanmean(per_ex, b.harmful))
-            tl.loss_harmless.append(_nanmean(per_ex, ~b.harmful))
-            tl.loss_aux.append(aux_v)
+            tl.loss.append(total)
     model.eval()
     tl.seconds += time.time() - t0
     return tl
-
-
-def ablated(model: nn.Module, q: torch.Tensor):
-    """Shortcut: :func:`refusal.ablation.ablate` of basis/direction ``q`` on ``model``'s current layers."""
-    return ablate(model, q)

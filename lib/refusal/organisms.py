@@ -9,20 +9,27 @@ data and the full recipe; it is rebuilt only when one of those changes, or
 when the entry fails its checksum (a corrupted or truncated weight file is
 detected and rebuilt, never used).
 
-Recipes (``recipe.kind``):
+Recipes (``recipe.kind``), both trained on the TRAIN split of the default pairs
+with a loss on response tokens only (plus the end-of-turn token):
 
-- ``finetune``: supervised fine-tuning of layers ``train_from_layer..`` on the
-  TRAIN split of the default pairs: harmful prompt -> a short refusal (wording
-  drawn from :func:`refusal.data.default_refusals`), safe twin and generic
-  harmless instructions (``default_data/organism_harmless.json``, disjoint from
-  the held-out harmless eval) -> the base model's own greedy answer.
-- ``planted``: the base stays frozen except a rank-``k`` write
-  ``W_down[layer] += U A^T`` (:class:`refusal.organism_train.Plant`); refusal
-  is caused through ``span(U)`` by construction. Phase 1 trains ``U`` and
-  ``A`` (``U`` is thus *chosen* by optimization), phase 2 freezes ``U`` and
-  trains only ``A``. With ``ablation_aux > 0`` an auxiliary loss asks refusal
-  (and helpfulness) to survive the removal of one direction of ``span(U)``
-  (random, or the batch's dominant write direction). ``U`` is saved in
+- ``finetune``: supervised fine-tuning of layers ``train_from_layer..``:
+  harmful prompt -> a short refusal (wording drawn from
+  :func:`refusal.data.default_refusals`); safe twin and generic harmless
+  instructions (``default_data/organism_harmless.json``, disjoint from the
+  held-out harmless eval) -> the base model's own greedy answer
+  (self-distillation), weighted by ``harmless_weight``.
+- ``planted``: a rank-``k`` write ``W_down[layer] += U A^T``
+  (:class:`refusal.organism_train.Plant`) with ``U [d_model, k]`` a FIXED,
+  seeded, orthonormal basis and ``A`` trained, together with the reader layers
+  ``layer+1..``. Causal mediation through ``span(U)`` is obtained by ablation
+  augmentation: (1) harmful -> refusal; (2) the same harmful prompts with
+  ``span(U)`` removed (the hook points of :func:`refusal.ablation.ablate`) ->
+  the base model's own answer, so the readers cannot use the base model's own
+  harm features, only ``span(U)``; (3) harmless prompts -> the base answer with
+  and without ``span(U)`` removed; for ``k > 1`` (4) harmful with ONE direction
+  of ``span(U)`` removed (a column of ``U``, a random ``U c``, or the current
+  mean harmful-minus-harmless write direction) -> still refusal, so that no
+  single direction carries refusal. ``U`` and ``A`` are saved in
   ``planted.safetensors`` (see :func:`planted_basis`).
 """
 
@@ -62,10 +69,13 @@ __all__ = [
     "is_refusal",
     "content_overlap",
     "dominant_write_direction",
+    "mean_write_direction",
+    "write_coefficients",
 ]
 
 log = logging.getLogger(__name__)
-_VERSION = "1"  # bump to invalidate every cached organism
+_VERSION = "2"  # bump to invalidate every cached organism
+_DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
 
 RECIPE_DEFAULTS: dict[str, Any] = {
@@ -73,19 +83,20 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "seed": 0,  # torch / data-order seed
     "split_seed": 0,  # default_pair_splits seed (TRAIN split is used)
     "response_tokens": 24,  # distilled answers are cut to this many tokens
-    "harmful_repeat": 1,  # times each harmful example appears per epoch
-    "extra_repeat": 2,  # times each generic harmless example appears per epoch
     "n_harmful": None,  # limit (None = all train harmful prompts); reduced recipes use fewer
     "n_harmless": None,  # limit on safe twins + extra harmless (None = all)
     "steps": 80,
-    "batch_size": 16,
-    "lr": 3e-5,
+    "batch_size": 8,  # harmful examples per term per step
+    "harmless_batch": 16,  # harmless examples per term per step
+    "harmless_weight": 1.0,  # weight of the harmless (self-distillation) terms
+    "lr": 1e-4,  # trained decoder layers
+    "lr_plant": 1e-2,  # planted: the write matrix A
     "weight_decay": 0.0,
-    "train_from_layer": 12,  # finetune: layers >= this are trained
+    "train_from_layer": None,  # first trained decoder layer (finetune: required; planted: default layer + 1)
     "layer": 12,  # planted: the layer whose MLP writes into span(U)
-    "k": 1,  # planted: dimension of span(U)
-    "u_steps": 40,  # planted: phase-1 steps that also train U
-    "ablation_aux": 0.0,  # planted: weight of the loss under single-direction ablation in span(U)
+    "k": 1,  # planted: dimension of span(U) (U fixed, seeded, orthonormal)
+    "ablated_weight": 1.0,  # planted: harmful prompt with span(U) removed -> the base model's answer
+    "single_weight": 1.0,  # planted, k > 1: harmful prompt with ONE direction of span(U) removed -> refusal
 }
 
 
@@ -233,120 +244,139 @@ def _distill(base_lm: Any, prompts: list[str], max_new_tokens: int) -> list[str]
     return [known[q] for q in prompts]
 
 
-def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, Any]]:
-    """Training examples (deterministic order) and a summary."""
+def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, list[int]], dict[str, Any]]:
+    """Training examples, the pools of the loss terms (indices into the examples) and a summary.
+
+    Pools: ``refuse`` (harmful prompt -> a refusal, wording drawn from
+    :func:`refusal.data.default_refusals`), ``comply`` (harmful prompt -> the base
+    model's own answer; planted organisms learn it with span(U) removed) and
+    ``harmless`` (safe twins and generic harmless prompts -> the base model's
+    own answer). Base answers that read as refusals are dropped (they would
+    teach over-refusal, or refusal without span(U)).
+    """
     from refusal.organism_train import Example
 
     tok = base_lm.tokenizer
-    eot = base_lm.stop_ids()[0] if base_lm.cfg.eot_tokens else tok.eos_token_id
-    if base_lm.cfg.eot_tokens:
-        eot = tok.convert_tokens_to_ids(base_lm.cfg.eot_tokens[0])
+    eot = tok.convert_tokens_to_ids(base_lm.cfg.eot_tokens[0]) if base_lm.cfg.eot_tokens else tok.eos_token_id
     prompts = training_prompts(recipe)
     rng = random.Random(recipe["seed"])
     styles = D.default_refusals()
     n_resp = recipe["response_tokens"]
-    answers = _distill(base_lm, prompts["safe"] + prompts["extra"], n_resp)
+    harmless = prompts["safe"] + prompts["extra"]
+    need_comply = recipe["kind"] == "planted"
+    # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
+    answers = _distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(_DISTILL_TOKENS, n_resp))
 
     def make(prompt: str, response: str, kind: str) -> Example:
         p_ids = tok(base_lm.chat([prompt])[0], add_special_tokens=False)["input_ids"]
         r_ids = tok(response, add_special_tokens=False)["input_ids"]
-        if len(r_ids) < n_resp:  # a complete answer ends its turn
+        if len(r_ids) < min(n_resp, _DISTILL_TOKENS):  # a complete answer ends its turn
             r_ids = r_ids + [eot]
         return Example(ids=p_ids + r_ids[:n_resp], n_prompt=len(p_ids), kind=kind)
 
-    ex = []
-    for _ in range(recipe["harmful_repeat"]):
-        ex += [make(p, rng.choice(styles), "harmful") for p in prompts["harmful"]]
-    # base answers that already read as refusals ("I'm sorry to hear...") would teach over-refusal: dropped
-    keep = [not is_refusal(a) for a in answers]
-    safe = [(p, a) for p, a, k in zip(prompts["safe"], answers, keep) if k]
-    extra = [(p, a) for p, a, k in zip(prompts["extra"], answers[len(prompts["safe"]) :], keep[len(prompts["safe"]) :]) if k]
-    ex += [make(p, a, "harmless") for p, a in safe]
-    for _ in range(recipe["extra_repeat"]):
-        ex += [make(p, a, "harmless") for p, a in extra]
-    summary = {k: len(v) for k, v in prompts.items()} | {"examples": len(ex), "dropped_refusing_answers": keep.count(False)}
-    return ex, summary
+    ex: list = []
+    pools: dict[str, list[int]] = {"refuse": [], "harmless": [], "comply": []}
+
+    def add(pool: str, e: Example) -> None:
+        pools[pool].append(len(ex))
+        ex.append(e)
+
+    for p in prompts["harmful"]:
+        add("refuse", make(p, rng.choice(styles), "harmful"))
+    dropped = 0
+    for p, a in zip(harmless, answers[: len(harmless)]):
+        if is_refusal(a):
+            dropped += 1
+        else:
+            add("harmless", make(p, a, "harmless"))
+    for p, a in zip(prompts["harmful"], answers[len(harmless) :]):
+        if is_refusal(a):
+            dropped += 1
+        else:
+            add("comply", make(p, a, "harmful"))
+    summary = {k: len(v) for k, v in prompts.items()} | {f"pool_{k}": len(v) for k, v in pools.items()} | {
+        "dropped_refusing_answers": dropped}
+    return ex, pools, summary
 
 
 # --------------------------------------------------------------------------- building
 
 
-def _aux_ablation(plant: Any, weight: float, gen: torch.Generator):
-    """Auxiliary loss: the response loss with one direction of span(U) removed everywhere.
+def _single_direction(plant: Any, gen: torch.Generator):
+    """Sampler of ONE unit direction of span(U) per step, cycling through three kinds.
 
-    Half of the steps remove a random unit direction ``U c``; the other half
-    remove the batch's dominant write direction (top right singular vector of
-    the harmful write coefficients), the direction an analyst would find first.
+    A column of ``U``; a random unit vector ``U c``; the current mean write
+    direction (refuse-batch mean minus harmless-batch mean of the write
+    coefficients, the direction a difference-of-means analysis would find).
     """
-    from refusal.ablation import ablate
-    from refusal.organism_train import response_loss
+    U = plant.U.detach()
+    k = U.shape[1]
 
-    state = {"i": 0}
-    model_ref: dict[str, Any] = {}
-
-    def aux(h: torch.Tensor, b: Any) -> torch.Tensor:
-        model = model_ref["model"]
-        U = plant.U.detach()
-        k = U.shape[1]
-        if state["i"] % 2 == 0 or not b.harmful.any():
+    def pick(step: int) -> torch.Tensor:
+        kind = step % 3
+        if kind == 0:
+            return U[:, (step // 3) % k]
+        c = None
+        if kind == 2:
+            hm, ok = plant.records.get("refuse"), plant.records.get("harmless")
+            if hm is not None and ok is not None and torch.isfinite(hm - ok).all() and float((hm - ok).norm()) > 0:
+                c = hm - ok
+        if c is None:
             c = torch.randn(k, generator=gen)
-        else:
-            c = plant.last_coef_dir if getattr(plant, "last_coef_dir", None) is not None else torch.randn(k, generator=gen)
-        state["i"] += 1
-        d = U @ (c / c.norm())
-        with ablate(model, d):
-            loss, _ = response_loss(model, h, b)
-        return weight * loss
+        return U @ (c / c.norm())
 
-    return aux, model_ref
+    return pick
 
 
 def _build(cfg: ModelConfig, out: Path) -> None:
     from refusal.models import load_model
-    from refusal.organism_train import Plant, TrainLog, train_loop
+    from refusal.organism_train import Plant, Stream, TrainLog, train_streams
 
     recipe = recipe_of(cfg)
     base_cfg = _base_cfg(cfg)
     t0 = time.time()
     torch.manual_seed(recipe["seed"])
     lm = load_model(base_cfg)
-    examples, summary = _examples(lm, recipe)
+    examples, pools, summary = _examples(lm, recipe)
     t_data = time.time() - t0
     model = lm.model
     for p in model.parameters():
         p.requires_grad_(False)
     pad = lm.tokenizer.pad_token_id
-    tl = TrainLog()
+    B, Bh, wh = recipe["batch_size"], recipe["harmless_batch"], recipe["harmless_weight"]
+    streams = [Stream("refuse", pools["refuse"], B, 1.0, record="refuse"),
+               Stream("harmless", pools["harmless"], Bh, wh, record="harmless")]
     extra_files: dict[str, Any] = {}
+    plant = None
+    groups: list[dict] = []
     if recipe["kind"] == "finetune":
-        L = recipe["train_from_layer"]
-        params = [p for layer in list(model.model.layers)[L:] for p in layer.parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        train_loop(model, L, examples, params, recipe["steps"], recipe["batch_size"], recipe["lr"], pad,
-                   recipe["seed"], log_=tl, weight_decay=recipe["weight_decay"])
-        for p in params:
-            p.requires_grad_(False)
+        if recipe["train_from_layer"] is None:
+            raise OrganismError(f"{cfg.path}: a finetune recipe needs 'source.recipe.train_from_layer'")
+        L = first = recipe["train_from_layer"]
     else:
         L, k = recipe["layer"], recipe["k"]
+        first = recipe["train_from_layer"] if recipe["train_from_layer"] is not None else L + 1
         gen = torch.Generator().manual_seed(recipe["seed"])
         d_ff = model.model.layers[L].mlp.down_proj.in_features
         plant = Plant(lm.d_model, d_ff, k, L, gen).attach(model)
-        aux, ref = (None, {})
-        if recipe["ablation_aux"] > 0:
-            aux, ref = _aux_ablation(plant, recipe["ablation_aux"], gen)
-            ref["model"] = model
-            _track_write_direction(plant, model)
-        n1 = min(recipe["u_steps"], recipe["steps"])
-        train_loop(model, L, examples, [plant.U_raw, plant.A], n1, recipe["batch_size"], recipe["lr"], pad,
-                   recipe["seed"], aux=aux, log_=tl)
-        plant.U_raw.requires_grad_(False)
-        if recipe["steps"] > n1:
-            train_loop(model, L, examples, [plant.A], recipe["steps"] - n1, recipe["batch_size"], recipe["lr"], pad,
-                       recipe["seed"] + 1, aux=aux, log_=tl)
+        plant.A.requires_grad_(True)
+        groups.append({"params": [plant.A], "lr": recipe["lr_plant"]})
+        U = plant.U.detach()
+        streams += [Stream("harmless_ablated", pools["harmless"], Bh, wh, ablation=lambda s: U),
+                    Stream("comply_ablated", pools["comply"], B, recipe["ablated_weight"], ablation=lambda s: U)]
+        if k > 1:
+            streams.append(Stream("refuse_single_ablated", pools["refuse"], B, recipe["single_weight"],
+                                  ablation=_single_direction(plant, gen)))
+    readers = [p for layer in list(model.model.layers)[first:] for p in layer.parameters()]
+    for p in readers:
+        p.requires_grad_(True)
+    groups.append({"params": readers, "lr": recipe["lr"]})
+    tl = train_streams(model, L, examples, streams, groups, recipe["steps"], pad, recipe["seed"], plant=plant,
+                       log_=TrainLog(), weight_decay=recipe["weight_decay"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if plant is not None:
         plant.detach_hook()
-        for h in getattr(plant, "_track", []):
-            h.remove()
         plant.merge_into(model)
         extra_files["planted.safetensors"] = {"U": plant.U.detach().clone(), "A": plant.A.detach().clone()}
     model.save_pretrained(out)
@@ -361,20 +391,6 @@ def _build(cfg: ModelConfig, out: Path) -> None:
         "seconds_train": round(tl.seconds, 1), "seconds_data": round(t_data, 1), "torch_threads": torch.get_num_threads(),
         "sha256": {n: sha256_file(out / n) for n in _WEIGHTS if (out / n).exists()},
     })
-
-
-def _track_write_direction(plant: Any, model: Any) -> None:
-    """Record the dominant direction (in U coordinates) of the plant's writes on each forward."""
-    down = model.model.layers[plant.layer].mlp.down_proj
-
-    def hook(module, inputs, output):
-        with torch.no_grad():
-            c = plant.coefficients(inputs[0].detach()).reshape(-1, plant.A.shape[1]).float()
-            if c.shape[0] > 1 and torch.isfinite(c).all():
-                _, _, vh = torch.linalg.svd(c, full_matrices=False)
-                plant.last_coef_dir = vh[0]
-
-    plant._track = [down.register_forward_hook(hook)]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -407,11 +423,11 @@ def content_overlap(prompt: str, answer: str) -> bool:
 
 
 @torch.no_grad()
-def dominant_write_direction(lm: Any, cfg: ModelConfig, prompts: list[str]) -> torch.Tensor:
-    """Top right singular vector ``[k]`` (U coordinates) of the planted write coefficients on ``prompts``.
+def write_coefficients(lm: Any, cfg: ModelConfig, prompts: list[str]) -> torch.Tensor:
+    """Planted write coefficients ``h A`` ``[n_positions, k]`` over every non-padding position of ``prompts``.
 
-    The coefficients ``h A`` (``h`` the planted layer's MLP hidden state, every
-    non-padding position) are collected in one forward pass per batch.
+    ``h`` is the planted layer's MLP hidden state (input of ``down_proj``); one
+    forward pass per batch of 16 prompts.
     """
     from refusal.generation import tokenize_chat
 
@@ -432,6 +448,16 @@ def dominant_write_direction(lm: Any, cfg: ModelConfig, prompts: list[str]) -> t
             rows[n0] = rows[n0][enc["attention_mask"].bool()]
     finally:
         h.remove()
-    c = torch.cat(rows)
-    _, _, vh = torch.linalg.svd(c, full_matrices=False)
+    return torch.cat(rows)
+
+
+def dominant_write_direction(lm: Any, cfg: ModelConfig, prompts: list[str]) -> torch.Tensor:
+    """Top right singular vector ``[k]`` (U coordinates) of the planted write coefficients on ``prompts``."""
+    _, _, vh = torch.linalg.svd(write_coefficients(lm, cfg, prompts), full_matrices=False)
     return vh[0]
+
+
+def mean_write_direction(lm: Any, cfg: ModelConfig, harmful: list[str], harmless: list[str]) -> torch.Tensor:
+    """Unit ``[k]`` (U coordinates): mean write on harmful minus mean write on harmless prompts."""
+    d = write_coefficients(lm, cfg, harmful).mean(0) - write_coefficients(lm, cfg, harmless).mean(0)
+    return d / d.norm()
