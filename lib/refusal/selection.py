@@ -77,10 +77,11 @@ def score_candidates(
 
     Scoring every candidate on every validation prompt costs three forward
     passes per candidate; on 2 CPU cores that is too slow for hundreds of
-    candidates. With ``prescreen``, a first pass computes the bypass score of
-    every candidate on the first ``prescreen_prompts`` harmful prompts, and only
-    the ``prescreen`` best (lowest) get the full bypass / induce / KL scores on
-    all validation prompts. ``prescreen=None`` scores every candidate fully.
+    candidates. With ``prescreen``, a first pass computes the bypass score and the
+    harmless KL of every candidate on the first ``prescreen_prompts`` prompts of
+    each kind, and only the ``prescreen`` best get the full bypass / induce / KL
+    scores on all validation prompts (lowest bypass first among those within
+    ``kl_max``, then the rest: a low bypass that wrecks the model is no candidate). ``prescreen=None`` scores every candidate fully.
 
     Args:
         directions: unit candidates ``[n_layers, n_pos, d_model]``.
@@ -99,22 +100,25 @@ def score_candidates(
     max_layer = int(n_layers * (1 - criteria.late_cutoff))
     cands = [(l, p) for l in range(n_layers) for p in range(len(positions)) if bool(valid[l, p])]
     rows = {c: {"layer": c[0], "pos_index": c[1], "position": positions[c[1]], "bypass_screen": float("nan"),
-                "bypass": float("nan"), "induce": float("nan"), "kl": float("nan"), "filtered": ""} for c in cands}
+                "kl_screen": float("nan"), "bypass": float("nan"), "induce": float("nan"), "kl": float("nan"),
+                "filtered": ""} for c in cands}
     early = [c for c in cands if c[0] < max_layer]
     for c in cands:
         if c[0] >= max_layer:
             rows[c]["filtered"] = "late layer"
     full = early
+    base_harmless = last_logprobs(lm, harmless)
     if prescreen is not None and len(early) > prescreen:
-        screen = harmful[:prescreen_prompts]
-        for l, p in tqdm(early, desc="prescreen (bypass)"):
+        screen, screen_ok = harmful[:prescreen_prompts], harmless[:prescreen_prompts]
+        for l, p in tqdm(early, desc="prescreen (bypass, KL)"):
             with ablate(lm.model, directions[l, p]):
                 rows[(l, p)]["bypass_screen"] = refusal_score(last_logprobs(lm, screen), tokens).mean().item()
-        full = sorted(early, key=lambda c: rows[c]["bypass_screen"])[:prescreen]
+                rows[(l, p)]["kl_screen"] = kl_last(base_harmless[: len(screen_ok)], last_logprobs(lm, screen_ok)).mean().item()
+        # a low bypass bought by wrecking the model is no candidate: rank those within the KL bound first
+        full = sorted(early, key=lambda c: (rows[c]["kl_screen"] > criteria.kl_max, rows[c]["bypass_screen"]))[:prescreen]
         for c in early:
             if c not in full:
                 rows[c]["filtered"] = "prescreen"
-    base_harmless = last_logprobs(lm, harmless)
     base_harmful = last_logprobs(lm, harmful)
     for l, p in tqdm(full, desc="candidates"):
         with ablate(lm.model, directions[l, p]):
