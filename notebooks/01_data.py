@@ -25,9 +25,9 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-pairs_path = None  # a List[[harmful, safe]] JSON file; None = the embedded default pairs
-harmful_eval_path = None  # a List[str] JSON file; None = the embedded default
-harmless_eval_path = None  # a List[str] JSON file; None = the embedded default
+pairs_path = None  # path of a JSON list of [harmful, safe] pairs, or None for the embedded default pairs
+harmful_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
+harmless_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
 seed = None  # split seed (default 0)
 
 # %%
