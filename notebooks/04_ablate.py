@@ -134,7 +134,7 @@ if selection_note:
     print("NOTE:", selection_note)
 print(f"selected: layer {layer}, position {positions[pos_index]} (bypass {best.bypass:.2f}, induce {best.induce:.2f}, "
       f"KL {best.kl:.3f}); baseline harmful score {scores.attrs['baseline_harmful']:.2f}")
-display(scores[scores.filtered == ""].sort_values("bypass").head(8).round(3))
+display(scores[scores.bypass.notna()].sort_values("bypass").head(8).round(3))  # fully scored, with why filtered
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
