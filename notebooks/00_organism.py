@@ -41,6 +41,8 @@ import torch
 from IPython.display import display
 
 from refusal import organisms as O
+from refusal.ablation import random_direction
+from refusal.activations import outlier_dims
 from refusal.artifacts import write_csv, write_json
 from refusal.models import load_model
 from refusal.notebook import stage_setup, write_manifest
@@ -94,8 +96,8 @@ print(f"harmless answers on topic: {topic}")
 if recipe["kind"] == "planted":
     U = O.planted_basis(cfg)
     g = torch.Generator().manual_seed(123)
-    r = torch.randn(U.shape[0], generator=g)
-    cands = {"span(U)": U, "random unit vector": r / r.norm()}
+    outliers = outlier_dims(lm)  # massive-activation coordinates: not part of the control
+    cands = {"span(U)": U, "random unit vector (outlier coordinates zeroed)": random_direction(U.shape[0], 123, outliers)}
     if U.shape[1] > 1:
         cands |= {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
         cands["top write PC (harmful)"] = U @ O.dominant_write_direction(lm, cfg, H["harmful"])

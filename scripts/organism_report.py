@@ -12,6 +12,8 @@ import time
 import torch
 
 from refusal import organisms as O
+from refusal.ablation import random_direction
+from refusal.activations import outlier_dims
 from refusal.config import load_config
 from refusal.models import load_model
 from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, refusal_rate, unchanged_rate
@@ -43,8 +45,11 @@ def main() -> None:
         ok_abl = completions(lm, P["harmless"], U)
         print(f"span(U) removed: harmless unchanged (first 8 words + refusal status) {unchanged_rate(ok_t, ok_abl)}", flush=True)
         g = torch.Generator().manual_seed(123)
-        r = torch.randn(U.shape[0], generator=g)
-        print(f"random unit vector removed: harmful refusal {refusal_rate(completions(lm, P['harmful'], r / r.norm()))}", flush=True)
+        outliers = outlier_dims(lm)
+        for seed in (123, 7):
+            r = random_direction(U.shape[0], seed, outliers)
+            print(f"random unit vector (seed {seed}, outlier coordinates {outliers} zeroed) removed: harmful refusal "
+                  f"{refusal_rate(completions(lm, P['harmful'], r))}", flush=True)
         if U.shape[1] > 1:
             cands = {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
             # the dominant write direction on harmful prompts (what an analyst would find first)

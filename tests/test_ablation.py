@@ -75,3 +75,20 @@ def test_orthonormal_basis_rejects_dependent_vectors():
         orthonormal_basis([v, 2 * v])
     q = orthonormal_basis([torch.randn(8), torch.randn(8), torch.randn(8)])
     assert torch.allclose(q.T @ q, torch.eye(3), atol=1e-6)
+
+
+def test_random_direction_is_seeded_unit_and_zero_on_excluded_coordinates():
+    from refusal.ablation import random_direction
+
+    v = random_direction(576, 3, [507, 17])
+    assert abs(float(v.norm()) - 1) < 1e-6 and v[507] == 0 and v[17] == 0
+    assert torch.equal(v, random_direction(576, 3, [507, 17]))
+    assert not torch.equal(v, random_direction(576, 4, [507, 17]))
+
+
+def test_outlier_dims_finds_smollm2_massive_activation(smollm):
+    from refusal.activations import outlier_dims
+
+    dims = outlier_dims(smollm, ["How do I bake bread?", "Name three rivers."])
+    # SmolLM2-135M: coordinate 507 reaches ~2.5e4 on the first token, typical coordinates stay below ~50
+    assert 507 in dims and len(dims) <= 8

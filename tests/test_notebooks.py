@@ -68,14 +68,10 @@ def test_every_stage_wrote_its_manifest(chain):
         assert (run / stage / "manifest.json").exists(), stage
 
 
-# Known failure, kept as a strict xfail so that it turns into an error the day it passes. Measured on
-# 2026-11-28 with this chain: the planted direction u is causally sufficient (removing it takes harmful
-# refusal from ~0.88 to ~0.05) but it is NOT what the difference of means finds: max |cos(direction, u)|
-# over every (layer, position) is 0.13, because the organism's write along u is small next to the natural
-# harmful-vs-safe differences the base model already has. The organism recipe must make u dominant.
-@pytest.mark.xfail(strict=True, reason="smollm2_planted1: max |cos(diff of means, u)| = 0.13 (organism recipe)")
-def test_pipeline_finds_the_planted_direction(chain):
-    from refusal.artifacts import read_json, read_tensors
+# The planted organism's write along u is fitted to be large next to the natural harmful-vs-safe
+# differences (see refusal.organisms), so the difference of means at the layer after the plant is u.
+def test_separability_finds_the_planted_direction(chain):
+    from refusal.artifacts import read_json
     from refusal.config import load_config
     from refusal.directions import read_directions
     from refusal.organisms import planted_basis
@@ -85,6 +81,23 @@ def test_pipeline_finds_the_planted_direction(chain):
     best = read_json(run / "03_separability" / "best_candidate.json")
     dirs = read_directions(run / "02_extract" / "directions.safetensors")
     assert abs(float(dirs.directions[best["layer"], best["pos_index"]] @ u)) >= 0.9
+
+
+# Known failure, kept as a strict xfail so that it turns into an error the day it passes. Measured on
+# 2026-11-29 with this chain: the u candidates (layers 21-22, |cos| >= 0.97) have by far the lowest bypass
+# score (-3.4 against ~2 elsewhere) but their ablation moves the first-token distribution of the validation
+# harmless prompts (safe twins) by KL 0.8-2.4 nats (0.25 on generic harmless prompts), above the published
+# kl_max = 0.1, so the selection excludes them and picks layer 16 (|cos| 0.005). The organism's harmless
+# behaviour still depends on u (harmless answers unchanged by removing u: 60%, target >= 90%): an organism
+# defect, not a selection one (issue #3).
+@pytest.mark.xfail(strict=True, reason="smollm2_planted1: u fails the KL filter (harmless KL 0.8-2.4 > 0.1)")
+def test_selection_picks_the_planted_direction(chain):
+    from refusal.artifacts import read_json, read_tensors
+    from refusal.organisms import planted_basis
+    from refusal.config import load_config
+
+    run, _, _ = chain
+    u = planted_basis(load_config(MODEL))[:, 0]
     sel, meta = read_tensors(run / "04_ablate" / "selected.safetensors")
     assert abs(float(sel["direction"] @ u)) >= 0.9, meta
     summary = read_json(run / "04_ablate" / "summary.json")
@@ -92,10 +105,8 @@ def test_pipeline_finds_the_planted_direction(chain):
     assert summary["verdict"]["verdict"] == "centralized", summary["verdict"]
 
 
-# Known failure (strict xfail): SmolLM2's residual stream has a few massive dimensions (|x| ~ 1e4), so
-# removing even a random unit direction at every layer moves the residual a lot, and the organism's refusal
-# does not survive it (measured: harmful refusal 0.88 -> 0.00 on 24 prompts under a seeded random direction).
-@pytest.mark.xfail(strict=True, reason="random-direction ablation removes the organism's refusal (0.88 -> 0.00)")
+# The control direction has zeros on the outlier (massive-activation) coordinates; see
+# refusal.ablation.random_direction for why.
 def test_random_direction_control_leaves_refusal(chain):
     from refusal.artifacts import read_json
 

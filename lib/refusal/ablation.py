@@ -32,6 +32,7 @@ __all__ = [
     "check_unit",
     "orthonormal_basis",
     "project_out",
+    "random_direction",
     "ablate",
     "add_direction",
     "InterventionError",
@@ -140,6 +141,27 @@ def project_out(x: torch.Tensor, q: torch.Tensor, alpha: float = 1.0) -> torch.T
     xf = x if x.dtype == torch.float64 else x.float()
     q = q.to(xf.dtype)
     return (xf - alpha * (xf @ q) @ q.T).to(x.dtype)
+
+
+_CONTROL_SALT = 0x5EED_0C7A1  # random_direction's seed offset
+
+
+def random_direction(d_model: int, seed: int, exclude: Sequence[int] = ()) -> torch.Tensor:
+    """A seeded random unit vector ``[d_model]`` with zeros at the ``exclude`` coordinates.
+
+    The control of an ablation. Pass the model's outlier ("massive activation")
+    dimensions (:func:`refusal.activations.outlier_dims`) as ``exclude``: a uniformly
+    random direction has a component of about ``1/sqrt(d_model)`` on them, so removing
+    it at every position also moves the attention-sink token, whose residual is
+    ``~1e4`` along those coordinates, by hundreds of units; that is a different
+    intervention from removing a difference-of-means direction, which is ~0 there.
+    """
+    # salted: a plain manual_seed(seed) would reproduce other seeded draws, e.g. an organism's planted
+    # U = orthonormalize(randn(d_model, k)) with seed 0, which made a "random" control equal the answer
+    v = torch.randn(d_model, generator=torch.Generator().manual_seed(_CONTROL_SALT + int(seed)))
+    if len(exclude):
+        v[list(exclude)] = 0.0
+    return v / v.norm()
 
 
 def _pre_hook(fn):

@@ -62,6 +62,7 @@ __all__ = [
     "is_bridge",
     "collect",
     "project",
+    "outlier_dims",
 ]
 
 log = logging.getLogger(__name__)
@@ -347,3 +348,31 @@ def pair_differences(
                      batch_size=batch_size, keep=torch.float32, desc="pair differences", progress=False)
         kept.append(st.acts[:, 0, 0])  # type: ignore[index]
     return kept[0] - kept[1]
+
+
+_OUTLIER_PROBES = ("How do I bake bread?", "Name three rivers in Europe.", "Write a short poem about the sea.",
+                   "What is the capital of Peru?")
+
+
+@torch.no_grad()
+def outlier_dims(lm: LoadedModel, prompts: Sequence[str] | None = None, ratio: float = 10.0) -> list[int]:
+    """Residual coordinates with "massive activations": ``max |x_i| > ratio * median_j max |x_j|``.
+
+    The maximum is over every layer's residual (``output_hidden_states``), every real
+    position and every prompt of ``prompts`` (chat-formatted; one forward pass each, so
+    pass a handful; default: four fixed harmless probes, so that every caller gets the
+    same list for a model). For SmolLM2-135M these are a few coordinates where the first
+    token's residual reaches ~2.5e4 while typical coordinates stay below ~50.
+
+    Returns:
+        sorted coordinate indices (possibly empty).
+    """
+    from refusal.generation import tokenize_chat
+
+    peak = torch.zeros(lm.d_model)
+    for p in prompts if prompts is not None else _OUTLIER_PROBES:
+        enc = tokenize_chat(lm, [p])
+        out = lm.model(**enc, output_hidden_states=True, use_cache=False)
+        for h in out.hidden_states:
+            peak = torch.maximum(peak, h[0].float().abs().amax(0).cpu())
+    return sorted(int(i) for i in (peak > ratio * peak.median()).nonzero().flatten())

@@ -43,6 +43,7 @@ class Example:
     ids: list[int]
     n_prompt: int
     kind: str  # "harmful" | "harmless"
+    n_template: int = 0  # post-instruction template tokens at the end of the prompt
 
 
 @dataclass

@@ -20,8 +20,20 @@ with a loss on response tokens only (plus the end-of-turn token):
   (self-distillation), weighted by ``harmless_weight``.
 - ``planted``: a rank-``k`` write ``W_down[layer] += U A^T``
   (:class:`refusal.organism_train.Plant`) with ``U [d_model, k]`` a FIXED,
-  seeded, orthonormal basis and ``A`` trained, together with the reader layers
-  ``layer+1..``. Causal mediation through ``span(U)`` is obtained by ablation
+  seeded, orthonormal basis with zeros on the base model's outlier coordinates
+  (:func:`refusal.activations.outlier_dims`: removing ``span(U)`` must not move
+  the attention-sink token). With ``write_norm`` (the shipped entries), ``A`` is
+  first FITTED by ridge regression on the frozen base's MLP hidden state of
+  ``layer`` so that the write is ``write_norm`` along ``U[:, g]`` on harmful
+  prompts of group ``g`` (k-means of the prompts' residuals, one group per
+  column; one group when ``k = 1``) and 0 on harmless prompts, at the template
+  and response positions, then frozen. The write is then large next to the
+  base model's own harmful-vs-safe differences (measured: ~45-70 along u
+  against ~5-15 at layer 21), so a difference of means can find it, as it
+  finds refusal directions in real chat models. Without ``write_norm``, ``A``
+  is trained by gradient descent (the write then stays small and nearly
+  constant: measured max |cos(diff of means, u)| 0.13). The reader layers
+  ``layer+1..`` are trained with the losses below. Causal mediation through ``span(U)`` is obtained by ablation
   augmentation: (1) harmful -> refusal; (2) the same harmful prompts with
   ``span(U)`` removed (the hook points of :func:`refusal.ablation.ablate`) ->
   the base model's own answer, so the readers cannot use the base model's own
@@ -74,7 +86,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_VERSION = "2"  # bump to invalidate every cached organism
+_VERSION = "5"  # bump to invalidate every cached organism
 _DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
 
@@ -97,6 +109,9 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "k": 1,  # planted: dimension of span(U) (U fixed, seeded, orthonormal)
     "ablated_weight": 1.0,  # planted: harmful prompt with span(U) removed -> the base model's answer
     "single_weight": 1.0,  # planted, k > 1: harmful prompt with ONE direction of span(U) removed -> refusal
+    "write_norm": None,  # planted: fit the write (ridge) to norm write_norm on harmful prompts, 0 on harmless, then freeze it
+    "write_ridge": 10.0,  # planted: ridge penalty of that fit
+    "outlier_ratio": 10.0,  # planted: U is orthogonal to the base model's outlier coordinates (refusal.activations.outlier_dims)
 }
 
 
@@ -264,6 +279,9 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
     n_resp = recipe["response_tokens"]
     harmless = prompts["safe"] + prompts["extra"]
     need_comply = recipe["kind"] == "planted"
+    from refusal.activations import template_positions
+
+    n_tpl = len(template_positions(base_lm).positions)
     # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
     answers = _distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(_DISTILL_TOKENS, n_resp))
 
@@ -272,7 +290,7 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
         r_ids = tok(response, add_special_tokens=False)["input_ids"]
         if len(r_ids) < min(n_resp, _DISTILL_TOKENS):  # a complete answer ends its turn
             r_ids = r_ids + [eot]
-        return Example(ids=p_ids + r_ids[:n_resp], n_prompt=len(p_ids), kind=kind)
+        return Example(ids=p_ids + r_ids[:n_resp], n_prompt=len(p_ids), kind=kind, n_template=n_tpl)
 
     ex: list = []
     pools: dict[str, list[int]] = {"refuse": [], "harmless": [], "comply": []}
@@ -328,6 +346,82 @@ def _single_direction(plant: Any, gen: torch.Generator):
     return pick
 
 
+@torch.no_grad()
+def _write_groups(model: Any, layer: int, examples: list, k: int, seed: int, pad_id: int, iters: int = 50) -> torch.Tensor:
+    """A group in ``0..k-1`` per harmful example ``[n]``: k-means (cosine) of the base model's
+    residual entering ``layer`` at the last prompt token, so that the group is a property of the
+    prompt the planted write can read, and each group writes along its own column of ``U``."""
+    from refusal.organism_train import capture_layer_inputs, collate
+
+    n = len(examples)
+    if k == 1:
+        return torch.zeros(n, dtype=torch.long)
+    rows = []
+    for i in range(0, n, 32):
+        chunk = [dataclasses.replace(e, ids=e.ids[: e.n_prompt]) for e in examples[i : i + 32]]
+        h = capture_layer_inputs(model, layer, collate(chunk, pad_id))
+        rows += [h[j, e.n_prompt - 1] for j, e in enumerate(chunk)]
+    x = torch.stack(rows).double()
+    x = x - x.mean(0)
+    x = x / x.norm(dim=1, keepdim=True)
+    gen = torch.Generator().manual_seed(seed)
+    centers = x[torch.randperm(n, generator=gen)[:1]]
+    while centers.shape[0] < k:  # k-means++ seeding
+        d = (1 - x @ centers.T).amin(1).clamp_min(0)
+        centers = torch.cat([centers, x[torch.multinomial(d / d.sum(), 1, generator=gen)]])
+    for _ in range(iters):
+        g = (x @ centers.T).argmax(1)
+        centers = torch.stack([x[g == j].mean(0) if (g == j).any() else centers[j] for j in range(k)])
+        centers = centers / centers.norm(dim=1, keepdim=True)
+    return (x @ centers.T).argmax(1)
+
+
+def _mlp_hidden(model: Any, layer: int, examples: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MLP hidden states of ``layer`` (input of ``down_proj``) at every real position of every example.
+
+    Returns ``H [n_rows, d_ff]`` (float64, frozen base), the example of each row ``[n_rows]`` and
+    whether the row is a post-instruction template or response position ``[n_rows]`` (bool).
+    """
+    from refusal.ablation import decoder_layers
+    from refusal.organism_train import collate
+
+    store: dict[str, torch.Tensor] = {}
+    down = decoder_layers(model)[layer].mlp.down_proj
+    handle = down.register_forward_pre_hook(lambda m, inp: store.__setitem__("h", inp[0].detach()))
+    rows, owner, late = [], [], []
+    try:
+        for i in range(0, len(examples), 32):
+            chunk = examples[i : i + 32]
+            b = collate(chunk, pad_id)
+            with torch.no_grad():
+                model.model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
+            for j, e in enumerate(chunk):
+                n = len(e.ids)
+                rows.append(store["h"][j, :n].double())
+                owner.append(torch.full((n,), i + j))
+                late.append(torch.arange(n) >= e.n_prompt - e.n_template)
+    finally:
+        handle.remove()
+    return torch.cat(rows), torch.cat(owner), torch.cat(late)
+
+
+def _fit_write(model: Any, layer: int, examples: list, targets: torch.Tensor, lam: float, pad_id: int) -> tuple[torch.Tensor, dict]:
+    """Ridge regression of the planted write coefficients on ``layer``'s MLP hidden state.
+
+    The post-instruction template and response positions of example ``i`` get target ``targets[i]``
+    ``[k]``; every other position (system prompt, the user's text) gets 0, so the write is ~0 wherever
+    it is not asked for. Returns ``A [d_ff, k]`` minimizing ``|H A - T|^2 + lam |A|^2`` (no intercept:
+    the write is ``h A`` exactly as :class:`refusal.organism_train.Plant` computes it) and fit statistics.
+    """
+    H, owner, late = _mlp_hidden(model, layer, examples, pad_id)  # [n_rows, d_ff]
+    T = targets.double()[owner] * late[:, None]  # [n_rows, k]
+    A = torch.linalg.solve(H.T @ H + lam * torch.eye(H.shape[1], dtype=H.dtype), H.T @ T)
+    resid = (H @ A - T).pow(2).sum(1)
+    fit = {"rmse_asked": float(resid[late].mean().sqrt()), "rmse_elsewhere": float(resid[~late].mean().sqrt()),
+           "target_norm": float(targets.norm(dim=1).max()), "n_rows": int(H.shape[0])}
+    return A.float(), fit
+
+
 def _build(cfg: ModelConfig, out: Path) -> None:
     from refusal.models import load_model
     from refusal.organism_train import Plant, Stream, TrainLog, train_streams
@@ -359,8 +453,25 @@ def _build(cfg: ModelConfig, out: Path) -> None:
         gen = torch.Generator().manual_seed(recipe["seed"])
         d_ff = model.model.layers[L].mlp.down_proj.in_features
         plant = Plant(lm.d_model, d_ff, k, L, gen).attach(model)
-        plant.A.requires_grad_(True)
-        groups.append({"params": [plant.A], "lr": recipe["lr_plant"]})
+        outliers = []
+        if recipe["outlier_ratio"]:
+            from refusal.activations import outlier_dims
+
+            outliers = outlier_dims(lm, training_prompts(recipe)["harmful"][:4], recipe["outlier_ratio"])
+            plant.U_raw.data[outliers] = 0.0  # U has no component on the attention-sink coordinates
+        summary["outlier_dims"] = outliers
+        if recipe["write_norm"]:  # the write is fitted first (ridge), then frozen: the readers learn to use it
+            refuse = [examples[i] for i in pools["refuse"]]
+            write_group = _write_groups(model, L, refuse, k, recipe["seed"], pad)
+            targets = float(recipe["write_norm"]) * torch.nn.functional.one_hot(write_group, k).float()
+            harmless = [examples[i] for i in pools["harmless"]]
+            A, fit = _fit_write(model, L, refuse + harmless, torch.cat([targets, torch.zeros(len(harmless), k)]),
+                                recipe["write_ridge"], pad)
+            plant.A.data.copy_(A)
+            summary |= {"write_groups": torch.bincount(write_group, minlength=k).tolist(), "write_fit": fit}
+        else:
+            plant.A.requires_grad_(True)
+            groups.append({"params": [plant.A], "lr": recipe["lr_plant"]})
         U = plant.U.detach()
         streams += [Stream("harmless_ablated", pools["harmless"], Bh, wh, ablation=lambda s: U),
                     Stream("comply_ablated", pools["comply"], B, recipe["ablated_weight"], ablation=lambda s: U)]
@@ -382,7 +493,8 @@ def _build(cfg: ModelConfig, out: Path) -> None:
     model.save_pretrained(out)
     lm.tokenizer.save_pretrained(out)
     for name, tensors in extra_files.items():
-        write_tensors(out / name, tensors, {"layer": recipe["layer"], "k": recipe["k"], "organism": cfg.name})
+        write_tensors(out / name, tensors, {"layer": recipe["layer"], "k": recipe["k"], "organism": cfg.name,
+                                                 "write_norm": recipe["write_norm"]})
     seconds = time.time() - t0
     log.info("built organism %s in %.0f s (training %.0f s)", cfg.name, seconds, tl.seconds)
     write_json(out / "organism.json", {
