@@ -29,15 +29,17 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-n_val = None  # validation pairs used to score candidates (default 24)
+n_val = None  # validation pairs used to score candidates (default 16)
 n_eval = None  # held-out harmful / harmless eval prompts judged per condition (default 32)
 n_grid = None  # prompts per cell of the original study's layer x alpha grid (default 12)
 grid_layers = None  # how many top layers enter that grid (default 3)
 alphas = None  # alpha values of the grid (default [0.75, 1.0, 1.25])
 max_new_tokens = None  # greedy tokens per generation (default 32)
 k_max = None  # largest subspace rank swept (default 8)
-ks = None  # ranks swept (default [1, 2, 3, 4, 6, 8])
-prescreen = None  # selection: fully score only the best N candidates of a cheap bypass prescreen (default 16, 0 means all)
+ks = None  # ranks swept (default [1, 2, 4, 8])
+n_sweep = None  # harmful / harmless eval prompts per rank-sweep point (default 24)
+prescreen = None  # selection: fully score only the best N candidates of a cheap bypass prescreen (default 8, 0 means all)
+prescreen_prompts = None  # prompts of each kind in that prescreen (default 4)
 late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
 kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
 induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
@@ -56,8 +58,8 @@ import torch
 from IPython.display import display
 
 from refusal import judge as J
-from refusal.ablation import ablate
-from refusal.activations import pair_differences
+from refusal.ablation import ablate, random_direction
+from refusal.activations import outlier_dims, pair_differences
 from refusal.artifacts import read_json, write_csv, write_json, write_tensors
 from refusal.directions import read_directions
 from refusal.data import default_refusals
@@ -71,11 +73,11 @@ from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_s
 from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
-defaults = dict(n_val=24, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
-                k_max=8, ks=[1, 2, 3, 4, 6, 8], prescreen=16, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
+defaults = dict(n_val=16, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
+                k_max=8, ks=[1, 2, 4, 8], n_sweep=24, prescreen=8, prescreen_prompts=4, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
 cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
     n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
-    k_max=k_max, ks=ks, prescreen=prescreen, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
+    k_max=k_max, ks=ks, n_sweep=n_sweep, prescreen=prescreen, prescreen_prompts=prescreen_prompts, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
 rng = random.Random(P["seed"])
 
 data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
@@ -127,7 +129,7 @@ tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refus
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
 criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"])
 scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens,
-                          criteria, prescreen=P["prescreen"] or None)
+                          criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"])
 best, selection_note = select(scores)
 layer, pos_index = int(best.layer), int(best.pos_index)
 if selection_note:
@@ -161,13 +163,20 @@ print(f"original rule picks layer {int(grid.iloc[0].layer)} at alpha {grid.iloc[
 
 # %% [markdown]
 # ## Ablating the selected direction, against a random direction
+#
+# The control is a seeded random unit vector with zeros on the model's outlier coordinates (the few
+# residual dimensions with "massive activations", ~1e4 on the first token): a uniformly random direction has
+# a component ~1/sqrt(d_model) there, so removing it would move the attention-sink token by hundreds of units,
+# an intervention of another kind than removing a difference-of-means direction, which is ~0 there.
 
 # %%
 v = directions[layer, pos_index]
-g = torch.Generator().manual_seed(P["seed"])
-rand = torch.randn(v.shape[0], generator=g)
+outliers = outlier_dims(lm)
+rand = random_direction(v.shape[0], P["seed"], outliers)
+print(f"outlier coordinates excluded from the random control: {outliers}; "
+      f"selected direction's weight on them: {float(v[outliers].norm()) if outliers else 0.0:.3f}")
 results = {}
-for name, vec in [("selected", v), ("random", rand / rand.norm())]:
+for name, vec in [("selected", v), ("random", rand)]:
     with ablate(lm.model, vec):
         h = scored(harmful_eval, generate(lm, harmful_eval, max_new_tokens=P["max_new_tokens"]))
         s = scored(harmless_eval, generate(lm, harmless_eval, max_new_tokens=P["max_new_tokens"]))
@@ -192,7 +201,8 @@ display(excerpts)
 # %%
 pair_diffs = pair_differences(lm.model, lm, train[:128], layer, positions[pos_index], hook=cands.meta["hook"])
 bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
-curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval, harmless_eval, scored, P["max_new_tokens"])
+curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval[: P["n_sweep"]], harmless_eval[: P["n_sweep"]], scored,
+                           P["max_new_tokens"])
 # Wilson intervals on the share of fully compliant answers (compliance = 1)
 curve[["full", "low", "high"]] = [(f, *wilson(round(f * n), n)) for f, n in zip(curve.full_compliance, curve.n)]
 display(curve.round(3))
@@ -237,6 +247,7 @@ write_json(out / "summary.json", {
                  "kl": best.kl, "note": selection_note},
     "original_rule": {"layer": int(grid.iloc[0].layer), "alpha": float(grid.iloc[0].alpha), "agrees": agree},
     "ablation": {r["condition"]: {k: r[k] for k in r if k != "condition"} for r in rows},
+    "random_control": {"seed": P["seed"], "outlier_dims_zeroed": outliers},
     "verdicts": verdicts, "verdict": final,
 })
 write_manifest(out, cfg, P, started)
