@@ -86,11 +86,11 @@ def test_separability_finds_the_planted_direction(chain):
 # Known failure, kept as a strict xfail so that it turns into an error the day it passes. Measured on
 # 2026-11-29 with this chain: the u candidates (layers 21-22, |cos| >= 0.97) have by far the lowest bypass
 # score (-3.4 against ~2 elsewhere) but their ablation moves the first-token distribution of the validation
-# harmless prompts (safe twins) by KL 0.8-2.4 nats (0.25 on generic harmless prompts), above the published
+# harmless prompts (safe twins) by KL 0.5-2.4 nats (0.25 on generic harmless prompts), above the published
 # kl_max = 0.1, so the selection excludes them and picks layer 16 (|cos| 0.005). The organism's harmless
 # behaviour still depends on u (harmless answers unchanged by removing u: 60%, target >= 90%): an organism
 # defect, not a selection one (issue #3).
-@pytest.mark.xfail(strict=True, reason="smollm2_planted1: u fails the KL filter (harmless KL 0.8-2.4 > 0.1)")
+@pytest.mark.xfail(strict=True, reason="smollm2_planted1: u fails the KL filter (harmless KL 0.5-2.4 > 0.1)")
 def test_selection_picks_the_planted_direction(chain):
     from refusal.artifacts import read_json, read_tensors
     from refusal.organisms import planted_basis
