@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from refusal.ablation import ablate, decoder_layers
 
-__all__ = ["Example", "Batch", "collate", "capture_layer_inputs", "upper_stack", "response_loss", "Plant", "Stream", "train_streams", "TrainLog"]
+__all__ = ["Example", "Batch", "collate", "capture_input", "capture_layer_inputs", "upper_stack", "response_loss", "Plant", "Stream", "train_streams", "TrainLog"]
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,18 @@ class _Stop(Exception):
 
 
 @torch.no_grad()
-def capture_layer_inputs(model: nn.Module, layer: int, batch: Batch) -> torch.Tensor:
-    """Residual stream entering decoder layer ``layer``: ``[batch, pos, d_model]`` (float32).
+def capture_input(model: nn.Module, module: nn.Module, batch: Batch) -> torch.Tensor:
+    """The first input of ``module`` (a submodule of ``model``) on ``batch``, e.g. ``[batch, pos, d]``.
 
-    Runs only layers ``0..layer-1`` (a pre-hook stops the forward pass).
+    A pre-hook stores it and stops the forward pass there: nothing after ``module`` is computed.
     """
     store: dict[str, torch.Tensor] = {}
 
-    def hook(module, args, kwargs):
+    def hook(mod, args, kwargs):
         store["h"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
         raise _Stop
 
-    h = decoder_layers(model)[layer].register_forward_pre_hook(hook, with_kwargs=True)
+    h = module.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     except _Stop:
@@ -91,6 +91,14 @@ def capture_layer_inputs(model: nn.Module, layer: int, batch: Batch) -> torch.Te
     finally:
         h.remove()
     return store["h"]
+
+
+def capture_layer_inputs(model: nn.Module, layer: int, batch: Batch) -> torch.Tensor:
+    """Residual stream entering decoder layer ``layer``: ``[batch, pos, d_model]`` (float32).
+
+    Runs only layers ``0..layer-1``.
+    """
+    return capture_input(model, decoder_layers(model)[layer], batch)
 
 
 @contextmanager

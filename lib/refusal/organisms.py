@@ -383,25 +383,18 @@ def _mlp_hidden(model: Any, layer: int, examples: list, pad_id: int) -> tuple[to
     whether the row is a post-instruction template or response position ``[n_rows]`` (bool).
     """
     from refusal.ablation import decoder_layers
-    from refusal.organism_train import collate
+    from refusal.organism_train import capture_input, collate
 
-    store: dict[str, torch.Tensor] = {}
     down = decoder_layers(model)[layer].mlp.down_proj
-    handle = down.register_forward_pre_hook(lambda m, inp: store.__setitem__("h", inp[0].detach()))
     rows, owner, late = [], [], []
-    try:
-        for i in range(0, len(examples), 32):
-            chunk = examples[i : i + 32]
-            b = collate(chunk, pad_id)
-            with torch.no_grad():
-                model.model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False)
-            for j, e in enumerate(chunk):
-                n = len(e.ids)
-                rows.append(store["h"][j, :n].double())
-                owner.append(torch.full((n,), i + j))
-                late.append(torch.arange(n) >= e.n_prompt - e.n_template)
-    finally:
-        handle.remove()
+    for i in range(0, len(examples), 32):
+        chunk = examples[i : i + 32]
+        h = capture_input(model, down, collate(chunk, pad_id))  # stops after layer's MLP hidden state
+        for j, e in enumerate(chunk):
+            n = len(e.ids)
+            rows.append(h[j, :n].double())
+            owner.append(torch.full((n,), i + j))
+            late.append(torch.arange(n) >= e.n_prompt - e.n_template)
     return torch.cat(rows), torch.cat(owner), torch.cat(late)
 
 
@@ -494,7 +487,7 @@ def _build(cfg: ModelConfig, out: Path) -> None:
     lm.tokenizer.save_pretrained(out)
     for name, tensors in extra_files.items():
         write_tensors(out / name, tensors, {"layer": recipe["layer"], "k": recipe["k"], "organism": cfg.name,
-                                                 "write_norm": recipe["write_norm"]})
+                                                "write_norm": recipe["write_norm"]})
     seconds = time.time() - t0
     log.info("built organism %s in %.0f s (training %.0f s)", cfg.name, seconds, tl.seconds)
     write_json(out / "organism.json", {
