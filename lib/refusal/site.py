@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,17 +32,47 @@ def _preview_notebook(nb: Path, out: Path) -> None:
     out.write_text(body)
 
 
-def _preview_markdown(md: Path, out: Path, title: str) -> None:
+_CALLOUT = re.compile(r"^:::\s*\{\.callout-(\w+)\}\s*\n(.*?)\n:::\s*$", re.DOTALL | re.MULTILINE)
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    """(``title`` / ``subtitle`` of a YAML front matter, the text after it)."""
+    if not text.startswith("---"):
+        return {}, text
+    _, head, body = text.split("---", 2)
+    meta = {}
+    for line in head.splitlines():
+        m = re.match(r"^(title|subtitle):\s*\"?(.*?)\"?\s*$", line)
+        if m:
+            meta[m.group(1)] = m.group(2)
+    return meta, body
+
+
+def preview_markdown_html(text: str, title: str) -> str:
+    """A Quarto page's markdown as standalone HTML: front-matter title and subtitle, callouts as boxes."""
     import mistune
 
-    text = md.read_text()
-    if text.startswith("---"):
-        text = text.split("---", 2)[2]  # drop the YAML front matter
+    meta, body = _front_matter(text)
+    parts, last = [], 0
+    for m in _CALLOUT.finditer(body):
+        parts.append(mistune.html(body[last : m.start()]))
+        parts.append(f"<div class='callout callout-{m.group(1)}'>{mistune.html(m.group(2))}</div>")
+        last = m.end()
+    parts.append(mistune.html(body[last:]))
+    head = f"<h1>{html.escape(meta.get('title', title))}</h1>"
+    if meta.get("subtitle"):
+        head += f"<p class='subtitle'>{html.escape(meta['subtitle'])}</p>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(meta.get('title', title))}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.5}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+            ".subtitle{color:#555;font-size:1.2em;margin-top:-.5em}"
+            ".callout{border-left:4px solid #0d6efd;background:#f3f7ff;padding:.2em 1em;margin:1em 0}</style>"
+            f"</head><body>{head}{''.join(parts)}</body></html>")
+
+
+def _preview_markdown(md: Path, out: Path, title: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                   "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.5}"
-                   "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}</style>"
-                   f"</head><body>{mistune.html(text)}</body></html>")
+    out.write_text(preview_markdown_html(md.read_text(), title))
 
 
 def _num(x: Any, digits: int = 2) -> str:
