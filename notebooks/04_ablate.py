@@ -43,6 +43,8 @@ prescreen_prompts = None  # prompts of each kind in that prescreen (default 4)
 late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
 kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
 induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
+kl_floor_factor = None  # selection: KL bound max(kl_max, this x the KL of random ablations) (default 10; 0: kl_max alone)
+exclude_outliers = None  # zero the model's outlier coordinates in every candidate direction (default True)
 judge = None  # "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline" or "llm"
 seed = None  # random control and subsampling (default 0)
 show_full_text = False  # locally only: print full harmful completions instead of redacted excerpts
@@ -68,16 +70,18 @@ from refusal.models import load_model
 from refusal.notebook import require_stage, stage_setup, write_manifest
 from refusal.redact import redact
 from refusal.refusal_score import refusal_tokens
-from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, judge_grid, rank_sweep,
-                               score_candidates, select, verdict)
+from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, drop_coordinates, judge_grid,
+                               model_verdict, rank_sweep, score_candidates, select, verdict)
 from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
 defaults = dict(n_val=16, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
-                k_max=8, ks=[1, 2, 4, 8], n_sweep=24, prescreen=8, prescreen_prompts=4, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, judge="auto", seed=0)
+                k_max=8, ks=[1, 2, 4, 8], n_sweep=24, prescreen=8, prescreen_prompts=4, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, kl_floor_factor=10.0,
+                exclude_outliers=True, judge="auto", seed=0)
 cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
     n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
-    k_max=k_max, ks=ks, n_sweep=n_sweep, prescreen=prescreen, prescreen_prompts=prescreen_prompts, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min, judge=judge, seed=seed))
+    k_max=k_max, ks=ks, n_sweep=n_sweep, prescreen=prescreen, prescreen_prompts=prescreen_prompts, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min,
+    kl_floor_factor=kl_floor_factor, exclude_outliers=exclude_outliers, judge=judge, seed=seed))
 rng = random.Random(P["seed"])
 
 data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
@@ -88,8 +92,15 @@ train = [pairs[i] for i in splits["train"]]
 harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
 harmless_eval = rng.sample(read_json(data_dir / "harmless_eval.json"), P["n_eval"])
 cands = read_directions(extract_dir / "directions.safetensors")
-directions, diffs, valid, positions = cands.directions, cands.diff, cands.valid, cands.meta["positions"]
+positions = cands.meta["positions"]
 lm = load_model(cfg)
+# The model's outlier ("massive activation") coordinates: ~1e3-1e4 on the first token. A candidate's weight on
+# them, even 0.1, makes its ablation move that token by hundreds of units; they are zeroed in every candidate.
+outliers = outlier_dims(lm)
+dropped = outliers if P["exclude_outliers"] else []
+directions = drop_coordinates(cands.directions, dropped, renormalize=True)
+diffs = drop_coordinates(cands.diff, dropped, renormalize=False)
+valid = cands.valid & (directions.norm(dim=-1) > 0.5)
 
 
 def scored(prompts: list[str], responses: list[str]) -> pd.DataFrame:
@@ -123,13 +134,21 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # position, derived from its refusals on training prompts. Every valid candidate before the late-layer cutoff is
 # first prescreened by its bypass score on a few harmful prompts (one forward pass each); the best `prescreen`
 # candidates are then scored fully (bypass, induce, KL) on the validation split.
+#
+# Two departures from the published recipe, both parameters. (1) The KL bound is `max(kl_max, kl_floor_factor x
+# floor)`, the floor being the KL that ablating a random unit direction causes on the same prompts: `kl_max = 0.1`
+# was set for 2B-8B chat models, where that floor is far below 0.1; a 135M model's is 0.03-0.06 nats, and 0.1 then
+# rejects real refusal directions. (2) Candidates are cleaned of the outlier coordinates (see above).
 
 # %%
 tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal, fallback=default_refusals())
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
-criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"])
+criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"], P["kl_floor_factor"] or None)
 scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens,
-                          criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"])
+                          criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"],
+                          exclude=outliers)
+print(f"outlier coordinates zeroed in the candidates: {dropped}; KL floor (mean over {criteria.n_random} random "
+      f"directions) {scores.attrs['kl_floor']:.4f} -> KL bound {scores.attrs['kl_max_used']:.3f}")
 best, selection_note = select(scores)
 layer, pos_index = int(best.layer), int(best.pos_index)
 if selection_note:
@@ -171,10 +190,9 @@ print(f"original rule picks layer {int(grid.iloc[0].layer)} at alpha {grid.iloc[
 
 # %%
 v = directions[layer, pos_index]
-outliers = outlier_dims(lm)
 rand = random_direction(v.shape[0], P["seed"], outliers)
 print(f"outlier coordinates excluded from the random control: {outliers}; "
-      f"selected direction's weight on them: {float(v[outliers].norm()) if outliers else 0.0:.3f}")
+      f"raw selected direction's weight on them: {float(cands.directions[layer, pos_index][outliers].norm()) if outliers else 0.0:.3f}")
 results = {}
 for name, vec in [("selected", v), ("random", rand)]:
     with ablate(lm.model, vec):
@@ -199,7 +217,8 @@ display(excerpts)
 # vectors of the stack of per-layer directions.
 
 # %%
-pair_diffs = pair_differences(lm.model, lm, train[:128], layer, positions[pos_index], hook=cands.meta["hook"])
+pair_diffs = drop_coordinates(pair_differences(lm.model, lm, train[:128], layer, positions[pos_index],
+                                               hook=cands.meta["hook"]), dropped, renormalize=False)
 bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
 curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval[: P["n_sweep"]], harmless_eval[: P["n_sweep"]], scored,
                            P["max_new_tokens"])
@@ -216,17 +235,21 @@ ax.legend();
 
 # %% [markdown]
 # ## Verdict
-# Read from the basis that reaches the highest compliance; thresholds are parameters, shown with the numbers. A model
-# that barely refuses at baseline (the SmolLM2 control) gets "no refusal": compliance under ablation says nothing there.
+# The question is whether ONE direction suffices, whichever construction finds it, so the three bases are pooled:
+# the single direction is the best coherent k = 1 ablation of any basis, the maximum is over every (basis, k), and
+# the effective rank is the smallest k, in any basis, reaching 90% of that maximum. The per-basis readings are shown
+# too. Thresholds are parameters, shown with the numbers. A model that barely refuses at baseline (the SmolLM2
+# control) gets "no refusal": compliance under ablation says nothing there.
 
 # %%
 thresholds = VerdictThresholds()
 verdicts = {name: verdict(c, thresholds, baseline["harmful_refusal"]["rate"]) for name, c in curve.groupby("basis")}
-best_basis = max(verdicts, key=lambda b: verdicts[b]["max_compliance"])
-final = verdicts[best_basis] | {"basis": best_basis}
+final = model_verdict(curve, thresholds, baseline["harmful_refusal"]["rate"])
+best_basis = final["basis"] or "top_layers"
 display(pd.DataFrame(verdicts).T)
-print(f"verdict for {cfg.name}: {final['verdict']} (basis {best_basis}: k=1 compliance {final['k1_compliance']:.2f}, "
-      f"coherence {final['k1_coherence']:.2f}; max {final['max_compliance']:.2f}; effective rank {final['effective_rank']})")
+print(f"verdict for {cfg.name}: {final['verdict']} (best coherent single direction: {final['k1_basis']} k=1, "
+      f"compliance {final['k1_compliance']:.2f}, coherence {final['k1_coherence']:.2f}; max compliance "
+      f"{final['max_compliance']:.2f}; effective rank {final['effective_rank']} ({best_basis}))")
 
 # %% [markdown]
 # ## Artifacts
@@ -244,7 +267,8 @@ write_csv(out / "generations.csv", judged)
 write_json(out / "summary.json", {
     "baseline": baseline, "refusal_tokens": token_record,
     "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce,
-                 "kl": best.kl, "note": selection_note},
+                 "kl": best.kl, "note": selection_note, "kl_floor": scores.attrs["kl_floor"],
+                 "kl_max_used": scores.attrs["kl_max_used"], "outlier_dims_zeroed": dropped},
     "original_rule": {"layer": int(grid.iloc[0].layer), "alpha": float(grid.iloc[0].alpha), "agrees": agree},
     "ablation": {r["condition"]: {k: r[k] for k in r if k != "condition"} for r in rows},
     "random_control": {"seed": P["seed"], "outlier_dims_zeroed": outliers},

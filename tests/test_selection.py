@@ -32,14 +32,33 @@ def test_verdicts():
 
 def test_select_prefers_unfiltered_lowest_bypass_and_falls_back():
     scores = pd.DataFrame({"layer": [1, 2, 3, 4], "pos_index": [0] * 4, "bypass": [-5.0, -3.0, -1.0, float("nan")],
+                           "induce": [1.0, -1.0, 1.0, float("nan")], "kl": [8.0, 0.05, 0.15, float("nan")],
                            "filtered": ["kl", "", "", "late layer"]})
+    scores.attrs = {"criteria": {"kl_max": 0.1, "induce_min": 0.0}, "kl_max_used": 0.1}
     row, note = select(scores)
     assert int(row.layer) == 2 and note == ""
+    # nothing passes: the KL bound is doubled (0.1 -> 0.2) until a candidate passes KL and induce; the wrecker
+    # (KL 8, lowest bypass) is NOT chosen for its bypass
     scores["filtered"] = ["kl", "induce", "kl", "late layer"]
     row, note = select(scores)
-    assert int(row.layer) == 1 and "no candidate passed" in note
+    assert int(row.layer) == 3 and "relaxed from 0.1 to 0.2" in note
+    # no candidate passes induce at any KL bound: induce is dropped, the smallest sufficient KL bound is used
+    scores["induce"] = [-1.0, -1.0, -1.0, float("nan")]
+    row, note = select(scores)
+    assert int(row.layer) == 2 and "induce filter dropped" in note
     with pytest.raises(ValueError):
         select(scores, strict=True)
+
+
+def test_drop_coordinates_zeroes_and_renormalizes():
+    from refusal.selection import drop_coordinates
+
+    x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]])
+    y = drop_coordinates(x, [0], renormalize=True)
+    assert torch.allclose(y[0], torch.tensor([0.0, 1.0, 0.0])) and torch.allclose(y[1], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(drop_coordinates(x, [0], renormalize=False)[0], torch.tensor([0.0, 4.0, 0.0]))
+    assert torch.equal(drop_coordinates(x, [], renormalize=True), x) and x[0, 0] == 3.0  # a copy; input untouched
+    assert torch.equal(drop_coordinates(torch.tensor([[5.0, 0.0]]), [0], renormalize=True), torch.zeros(1, 2))
 
 
 def test_refusal_score_is_log_odds():
@@ -64,3 +83,25 @@ def test_sweep_bases_are_orthonormal_and_start_with_selected():
         assert q.shape == (d, 4), name
         assert torch.allclose(q.T @ q, torch.eye(4), atol=1e-5), name
     assert abs(float(bases["top_layers"][:, 0] @ dirs[3, 1])) > 0.9999
+
+
+def test_model_verdict_pools_the_bases():
+    from refusal.selection import model_verdict
+
+    def rows(basis, comp, coh):
+        return [{"basis": basis, "k": k, "compliance": c, "coherence": h} for k, c, h in zip([1, 2, 4, 8], comp, coh)]
+
+    # one basis finds a coherent single direction (0.85): centralized, even though another basis's k = 1 misses
+    curve = pd.DataFrame(rows("a", [0.2, 0.6, 0.7, 0.9], [1] * 4) + rows("b", [0.85, 0.86, 0.87, 0.88], [0.9] * 4))
+    v = model_verdict(curve, baseline_refusal=0.8)
+    assert v["verdict"] == "centralized" and v["k1_basis"] == "b" and v["effective_rank"] == 1 and v["basis"] == "b"
+    # an incoherent k = 1 (a wrecked model) does not count as the single direction
+    curve = pd.DataFrame(rows("a", [0.3, 0.5, 0.75, 0.76], [1] * 4) + rows("b", [0.95, 0.9, 0.9, 0.9], [0.3] * 4))
+    v = model_verdict(curve, baseline_refusal=0.8)
+    assert v["verdict"] == "distributed" and v["k1_basis"] == "a" and v["k1_compliance"] == 0.3
+    # ... nor does its compliance at larger k: the maximum is over coherent rows (0.76), reached to 90% at k = 4
+    assert v["max_compliance"] == 0.76 and v["effective_rank"] == 4 and v["basis"] == "a"
+    curve = pd.DataFrame(rows("a", [0.3, 0.5, 0.9, 0.95], [1] * 4) + rows("b", [0.1, 0.2, 0.3, 0.4], [1] * 4))
+    v = model_verdict(curve, baseline_refusal=0.8)
+    assert v["verdict"] == "distributed" and v["effective_rank"] == 4 and v["basis"] == "a"
+    assert model_verdict(curve, baseline_refusal=0.05)["verdict"] == "no refusal"
