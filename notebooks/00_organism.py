@@ -108,7 +108,11 @@ if recipe["kind"] == "planted":
         rows.append(refusal_rate(gen(H["harmful"], q)).row(prompts="harmful (test split)", intervention=f"remove {label}"))
     ok_abl = gen(H["harmless"], U)
     rows.append(refusal_rate(ok_abl).row(prompts="harmless eval", intervention="remove span(U)"))
-    print(f"harmless answers unchanged by removing span(U) (first 8 words and refusal status): {unchanged_rate(texts['harmless'], ok_abl)}")
+    rand_abl = gen(H["harmless"], cands["random unit vector (outlier coordinates zeroed)"])
+    # the floor: greedy answers of a small model diverge under ANY removal, so compare with a random direction
+    print(f"harmless answers unchanged (first 8 words and refusal status) by removing span(U): "
+          f"{unchanged_rate(texts['harmless'], ok_abl)}; by removing the random direction: "
+          f"{unchanged_rate(texts['harmless'], rand_abl)}")
 rates = pd.DataFrame(rows)
 display(rates)
 

@@ -49,7 +49,8 @@ def main() -> None:
         for seed in (123, 7):
             r = random_direction(U.shape[0], seed, outliers)
             print(f"random unit vector (seed {seed}, outlier coordinates {outliers} zeroed) removed: harmful refusal "
-                  f"{refusal_rate(completions(lm, P['harmful'], r))}", flush=True)
+                  f"{refusal_rate(completions(lm, P['harmful'], r))}; harmless unchanged "
+                  f"{unchanged_rate(ok_t, completions(lm, P['harmless'], r))}", flush=True)
         if U.shape[1] > 1:
             cands = {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
             # the dominant write direction on harmful prompts (what an analyst would find first)
