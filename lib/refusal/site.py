@@ -59,6 +59,8 @@ def preview_markdown_html(text: str, title: str) -> str:
         parts.append(f"<div class='callout callout-{m.group(1)}'>{mistune.html(m.group(2))}</div>")
         last = m.end()
     parts.append(mistune.html(body[last:]))
+    # Quarto links the rendered page of a local .ipynb / .qmd source; so does the preview
+    parts = [re.sub(r'href="(?![a-z]+://)([^"#]+)\.(?:ipynb|qmd)', r'href="\1.html', x) for x in parts]
     head = f"<h1>{html.escape(meta.get('title', title))}</h1>"
     if meta.get("subtitle"):
         head += f"<p class='subtitle'>{html.escape(meta['subtitle'])}</p>"
