@@ -14,10 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from refusal.paths import NOTEBOOKS_DIR, REPO_ROOT
 
@@ -38,28 +36,11 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    import papermill as pm
+    from conftest import papermill_stages
 
-    runs = tmp_path_factory.mktemp("runs")
-    out = tmp_path_factory.mktemp("executed")
-    env = {"REFUSAL_RUNS": str(runs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        for nb in sorted(NOTEBOOKS_DIR.glob("0[0-6]_*.ipynb")):
-            params = {"model": MODEL, **PARAMS.get(nb.stem, {})}
-            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params, cwd=str(NOTEBOOKS_DIR),
-                                kernel_name="python3", progress_bar=False)
-        pm.execute_notebook(str(NOTEBOOKS_DIR / "07_compare.ipynb"), str(out / "07_compare.ipynb"),
-                            parameters={"models": MODEL}, cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
-                            progress_bar=False)
-        yield runs / MODEL, out, env
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    stages = sorted(nb.stem for nb in NOTEBOOKS_DIR.glob("0[0-6]_*.ipynb"))
+    with papermill_stages(tmp_path_factory, MODEL, stages, PARAMS, extra=[("07_compare", {"models": MODEL})]) as r:
+        yield r
 
 
 def test_every_stage_wrote_its_manifest(chain):
@@ -83,26 +64,55 @@ def test_separability_finds_the_planted_direction(chain):
     assert abs(float(dirs.directions[best["layer"], best["pos_index"]] @ u)) >= 0.9
 
 
-# Known failure, kept as a strict xfail so that it turns into an error the day it passes. Measured on
-# 2026-11-29 with this chain: the u candidates (layers 21-22, |cos| >= 0.97) have by far the lowest bypass
-# score (-3.4 against ~2 elsewhere) but their ablation moves the first-token distribution of the validation
-# harmless prompts (safe twins) by KL 0.5-2.4 nats (0.25 on generic harmless prompts), above the published
-# kl_max = 0.1, so the selection excludes them and picks layer 16 (|cos| 0.005). The organism's harmless
-# behaviour still depends on u (harmless answers unchanged by removing u: 60%, target >= 90%): an organism
-# defect, not a selection one (issue #3).
-@pytest.mark.xfail(strict=True, reason="smollm2_planted1: u fails the KL filter (harmless KL 0.5-2.4 > 0.1)")
+# The u candidates (layers 21-22) have by far the lowest bypass score. Before the selection zeroed the outlier
+# coordinates of the candidates and scaled its KL bound to the model's random-ablation floor (refusal.selection),
+# they failed kl_max = 0.1, which random directions alone reach on SmolLM2, and a direction with weight 0.27 on
+# the massive-activation coordinate 507 was picked (harmless KL 8.4).
 def test_selection_picks_the_planted_direction(chain):
     from refusal.artifacts import read_json, read_tensors
-    from refusal.organisms import planted_basis
     from refusal.config import load_config
+    from refusal.organisms import planted_basis
 
     run, _, _ = chain
     u = planted_basis(load_config(MODEL))[:, 0]
     sel, meta = read_tensors(run / "04_ablate" / "selected.safetensors")
-    assert abs(float(sel["direction"] @ u)) >= 0.9, meta
     summary = read_json(run / "04_ablate" / "summary.json")
+    print("selected", summary["selected"], "cos with u", float(sel["direction"] @ u))
+    assert summary["selected"]["layer"] in (21, 22)  # the plant writes at layer 20's MLP output
+    assert abs(float(sel["direction"] @ u)) >= 0.8, meta
+    assert summary["selected"]["note"] == ""  # no filter had to be relaxed
+
+
+# Measured (this chain, 2026-11-29): the selection picks layer 22, position -4, |cos| with u 0.856; with all 319
+# training pairs it picks the same candidate (|cos| 0.858). Layer 21's candidates, right after the plant, have |cos| 0.92-0.97,
+# but layer 22's have a lower bypass: by then the reader layer 21 has added its own refusal features to the
+# harmful-minus-safe difference. Its ablation removes refusal (1/24 refused) and the verdict is centralized.
+@pytest.mark.xfail(strict=True, reason="selected |cos| with u is 0.856 (layer 22), issue #5 asks >= 0.9")
+def test_selected_direction_is_u_within_cos_0_9(chain):
+    from refusal.artifacts import read_tensors
+    from refusal.config import load_config
+    from refusal.organisms import planted_basis
+
+    run, _, _ = chain
+    sel, _ = read_tensors(run / "04_ablate" / "selected.safetensors")
+    assert abs(float(sel["direction"] @ planted_basis(load_config(MODEL))[:, 0])) >= 0.9
+
+
+def test_ablating_the_selected_direction_removes_refusal(chain):
+    from refusal.artifacts import read_json
+
+    run, _, _ = chain
+    summary = read_json(run / "04_ablate" / "summary.json")
+    print("ablation", summary["ablation"], "verdict", summary["verdict"])
     assert summary["ablation"]["selected"]["harmful_refusal_rate"] <= 0.10
-    assert summary["verdict"]["verdict"] == "centralized", summary["verdict"]
+
+
+def test_planted1_verdict_is_centralized(chain):
+    from refusal.artifacts import read_json
+
+    run, _, _ = chain
+    v = read_json(run / "04_ablate" / "summary.json")["verdict"]
+    assert v["verdict"] == "centralized", v
 
 
 # The control direction has zeros on the outlier (massive-activation) coordinates; see
