@@ -14,11 +14,13 @@ Prints seconds and the ratios (b)/(a) and (c)/(b).
 Usage::
 
     python bench/generate.py                       # qwen25_coder_05b, 32 prompts x 64 new tokens
+    python bench/generate.py --model smollm2_135m     # full size on SmolLM2-135M: ~5.5 min on 2 CPU cores
     python bench/generate.py --model smollm2_135m --n 8 --new-tokens 16
     python bench/generate.py --n 8 --new-tokens 32 --batch-size 8   # ~4 min on 2 CPU cores
 
 On 2 CPU cores the defaults take more than 15 minutes: the no-cache loop re-runs 32 sequences of
-~50-114 tokens 64 times (measured: not finished after 15 min, 6.5 GB RSS).
+~50-114 tokens 64 times (measured: not finished after 15 min, 6.5 GB RSS). At full size on SmolLM2-135M
+(2026-11-29): plain 10.4 s, ablated 11.9 s, no-cache loop 302.4 s: 1.14x and 25.4x.
 """
 
 from __future__ import annotations
