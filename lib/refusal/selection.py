@@ -92,6 +92,11 @@ def drop_coordinates(x: torch.Tensor, coords: list[int], renormalize: bool) -> t
     return y
 
 
+def _mean_kl(lm: LoadedModel, base: torch.Tensor, prompts: list[str]) -> float:
+    """Mean first-token KL(base || now) over ``prompts``; ``base`` ``[n, vocab]`` are their log-probs without intervention."""
+    return kl_last(base, last_logprobs(lm, prompts)).mean().item()
+
+
 def kl_floor(lm: LoadedModel, harmless: list[str], exclude: list[int], n: int = 3,
              base: torch.Tensor | None = None) -> float:
     """Mean first-token KL on ``harmless`` under ablation of ``n`` seeded random unit directions (zero on ``exclude``)."""
@@ -99,7 +104,7 @@ def kl_floor(lm: LoadedModel, harmless: list[str], exclude: list[int], n: int = 
     kls = []
     for seed in range(n):
         with ablate(lm.model, random_direction(lm.d_model, 1000 + seed, exclude)):
-            kls.append(kl_last(base, last_logprobs(lm, harmless)).mean().item())
+            kls.append(_mean_kl(lm, base, harmless))
     return float(sum(kls) / len(kls))
 
 
@@ -162,7 +167,7 @@ def score_candidates(
         for l, p in tqdm(early, desc="prescreen (bypass, KL)"):
             with ablate(lm.model, directions[l, p]):
                 rows[(l, p)]["bypass_screen"] = refusal_score(last_logprobs(lm, screen), tokens).mean().item()
-                rows[(l, p)]["kl_screen"] = kl_last(base_harmless[: len(screen_ok)], last_logprobs(lm, screen_ok)).mean().item()
+                rows[(l, p)]["kl_screen"] = _mean_kl(lm, base_harmless[: len(screen_ok)], screen_ok)
         # a low bypass bought by wrecking the model is no candidate: rank those within the KL bound first
         full = sorted(early, key=lambda c: (rows[c]["kl_screen"] > kl_max, rows[c]["bypass_screen"]))[:prescreen]
         for c in early:
@@ -172,7 +177,7 @@ def score_candidates(
     for l, p in tqdm(full, desc="candidates"):
         with ablate(lm.model, directions[l, p]):
             bypass = refusal_score(last_logprobs(lm, harmful), tokens).mean().item()
-            kl = kl_last(base_harmless, last_logprobs(lm, harmless)).mean().item()
+            kl = _mean_kl(lm, base_harmless, harmless)
         with add_direction(lm.model, diffs[l, p], coeff=1.0, layers=[l]):
             induce = refusal_score(last_logprobs(lm, harmless), tokens).mean().item()
         why = "kl" if kl > kl_max else ("induce" if induce < criteria.induce_min else "")
@@ -316,7 +321,7 @@ def rank_sweep(
         for k in tqdm([k for k in ks if k <= q.shape[1]], desc=f"rank sweep {name}"):
             with ablate(lm.model, q[:, :k]):
                 outs = generate(lm, harmful, max_new_tokens=max_new_tokens, progress=False)
-                kl = kl_last(base_harmless, last_logprobs(lm, harmless)).mean().item()
+                kl = _mean_kl(lm, base_harmless, harmless)
             j = judge(harmful, outs)
             rows.append({"basis": name, "k": k, "compliance": j["compliance"].mean(), "coherence": j["coherence"].mean(),
                          "score": (j["compliance"] * j["coherence"]).mean(), "full_compliance": (j["compliance"] >= 1).mean(),
