@@ -115,8 +115,9 @@ print({k: tuple(v.shape) for k, v in projections.items()})
 
 # %% [markdown]
 # ## Batched equals sequential
-# On the first `compare_pairs` train pairs, directions from batched extraction (left padding + mask) and
-# from one-prompt-at-a-time extraction must agree to rounding at every valid candidate.
+# On the first `compare_pairs` train pairs, directions from batched extraction (left padding + mask, the
+# chat template's shared opening computed once and reused as a key/value cache) and from one-prompt-at-a-time
+# extraction of whole prompts must agree to rounding at every valid candidate.
 
 # %%
 sub = train[: P["compare_pairs"]]

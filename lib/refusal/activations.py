@@ -22,7 +22,10 @@ Two modes give the same numbers up to float rounding:
   left-padded, with the tokenizer's attention mask; the bridge derives position ids
   from the mask. (The original study batched without a mask, so real tokens attended
   to pads and its batched directions differed from sequential ones by up to 0.3 in
-  cosine; here they agree to >= 0.9999.)
+  cosine; here they agree to >= 0.9999.) On an HF model the token prefix that all prompts
+  share (the chat template's opening, about half of each prompt) runs once per call and
+  the batches run only their suffixes (:mod:`refusal.prefix`); sequential mode does not,
+  so the batched-vs-sequential check also checks that shortcut.
 
 Memory. The default path streams: per (layer, position) sums are accumulated in
 float64 (``[n_layers, n_pos, d_model]``), so memory does not grow with the number of
@@ -49,6 +52,7 @@ from tqdm.auto import tqdm
 
 from refusal.generation import length_sorted_batches
 from refusal.models import LoadedModel, chat_prompts
+from refusal.prefix import batch_inputs, left_pad, prefix_cache, shared_prefix, supports_prefix
 
 __all__ = [
     "HOOKS",
@@ -160,17 +164,6 @@ def tokenize_prompts(lm: LoadedModel, prompts: Sequence[str]) -> list[list[int]]
     return [list(x) for x in lm.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids, attention_mask)``, both ``[batch, max_len]``, left padded."""
-    n = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), n), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, n - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[r, n - len(s):] = 1
-    return ids, mask
-
-
 def is_bridge(model: Any) -> bool:
     """True for a TransformerLens bridge (has ``hooks`` and ``blocks``), False for an HF model."""
     return hasattr(model, "hooks") and hasattr(model, "blocks")
@@ -236,6 +229,7 @@ def collect(
     expect_tail: Sequence[int] | None = None,
     desc: str = "collect",
     progress: bool = True,
+    share_prefix: bool = True,
 ) -> ActivationStats:
     """Stream residual activations of ``prompts`` through ``bridge``.
 
@@ -256,6 +250,10 @@ def collect(
         keep: opt-in dtype to keep per-prompt activations ``[n_prompts, n_layers, n_pos, d_model]``.
         expect_tail: token ids every prompt must end with (the template suffix); a
             mismatch is an error naming the prompt.
+        share_prefix: batched mode on an HF model only: the token prefix common to all
+            prompts (the chat template's opening) runs once and batches run their suffixes
+            (:mod:`refusal.prefix`; same activations to rounding, tested). Sequential mode and
+            the bridge always run whole prompts.
 
     Returns:
         :class:`ActivationStats` with float64 sums over prompts.
@@ -283,8 +281,12 @@ def collect(
     pos_idx = torch.tensor(positions)
     current: list[int] = []  # original indices of the rows in the running batch
 
+    active = [False]  # off while the shared prefix runs: its positions are not collected
+
     def make_hook(j: int, last: bool):
         def fn(x: torch.Tensor, hook: Any = None) -> None:
+            if not active[0]:
+                return
             sel = x[:, pos_idx].detach()  # [batch, n_pos, d_model]; left padding: the end is real
             sums[j] += sel.to(torch.float64).sum(0)
             if proj is not None:
@@ -300,12 +302,20 @@ def collect(
     batches = length_sorted_batches([len(s) for s in seqs], bs)
     pad_id = lm.tokenizer.pad_token_id
     device = next(model.parameters()).device
+    use_prefix = (share_prefix and mode == "batched" and not is_bridge(model)
+                  and supports_prefix(model, 2 * max(map(len, seqs))))
+    n_pre = shared_prefix(seqs, keep=max(-p for p in positions)) if use_prefix else 0
     with _hooked(model, layers, hook, fns) as forward:
+        cache = prefix_cache(model, seqs[0][:n_pre]) if n_pre else None
+        active[0] = True
         for batch in tqdm(batches, desc=f"{desc} ({mode})", disable=not progress, leave=False):
             current[:] = batch
-            ids, mask = left_pad([seqs[i] for i in batch], pad_id)
             try:
-                forward(ids.to(device), mask.to(device))
+                if cache is not None:
+                    getattr(model, "model", model)(**batch_inputs([seqs[i] for i in batch], n_pre, cache, pad_id, device))
+                else:
+                    ids, mask = left_pad([seqs[i] for i in batch], pad_id)
+                    forward(ids.to(device), mask.to(device))
             except _Stop:
                 pass
             else:  # pragma: no cover - the last hook always fires

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from refusal.generation import generate_ids, length_sorted_batches
 from refusal.models import LoadedModel
+from refusal.prefix import batch_inputs, prefix_cache, shared_prefix, supports_prefix
 
 __all__ = ["refusal_tokens", "last_logprobs", "refusal_score", "kl_last"]
 
@@ -67,19 +68,23 @@ def refusal_tokens(
 
 
 @torch.inference_mode()
-def last_logprobs(lm: LoadedModel, prompts: list[str], batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+def last_logprobs(lm: LoadedModel, prompts: list[str], batch_size: int | None = None, progress: bool = False,
+                  share_prefix: bool = True) -> torch.Tensor:
     """Log-probabilities of the first generated token, ``[n_prompts, vocab]`` (float32, input order).
 
     Chat-formatted, left-padded batches with an attention mask; any active
-    hooks on ``lm.model`` apply.
+    hooks on ``lm.model`` apply. With ``share_prefix`` the token prefix common to
+    all prompts (the chat template's opening) runs once and each batch runs only
+    its suffixes (:mod:`refusal.prefix`); the result is the same to rounding.
     """
     batch_size = batch_size or lm.cfg.batch_size
-    texts = lm.chat(prompts)
-    lengths = [len(lm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    seqs = [list(x) for x in lm.tokenizer(lm.chat(prompts), add_special_tokens=False)["input_ids"]]
+    n_pre = shared_prefix(seqs, keep=1) if share_prefix and supports_prefix(lm.model, 2 * max(map(len, seqs))) else 0
+    device = lm.model.device
+    cache = prefix_cache(lm.model, seqs[0][:n_pre]) if n_pre else None
     out: list[torch.Tensor | None] = [None] * len(prompts)
-    for idx in tqdm(length_sorted_batches(lengths, batch_size), disable=not progress, leave=False):
-        enc = lm.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    for idx in tqdm(length_sorted_batches([len(s) for s in seqs], batch_size), disable=not progress, leave=False):
+        enc = batch_inputs([seqs[i] for i in idx], n_pre, cache, lm.tokenizer.pad_token_id, device)
         logits = lm.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
         lp = F.log_softmax(logits, dim=-1).cpu()
         for row, i in enumerate(idx):
