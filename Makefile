@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?=
 MODELS ?=
+# model chains `make report` runs at once (each with cores / JOBS torch threads); 1 on a GPU machine
+JOBS ?= 2
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
@@ -33,7 +35,7 @@ notebooks: setup
 	@for f in notebooks/*.py; do [ -e "$$f" ] || continue; $(VENV)/bin/jupytext --quiet --sync "$$f"; done
 
 report: setup notebooks
-	$(PY) -m refusal.report $(if $(MODELS),--models $(MODELS),)
+	$(PY) -m refusal.report --jobs $(JOBS) $(if $(MODELS),--models $(MODELS),)
 
 site: setup
 	$(PY) -m refusal.site

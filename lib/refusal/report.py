@@ -9,7 +9,15 @@ successful run, so a second ``make report`` is fast. A failing stage stops
 that model's chain with a clear message; other models go on. Then the site is
 built (:mod:`refusal.site`).
 
-Usage: ``python -m refusal.report [--models a,b] [--force] [--no-site]``
+With ``--jobs N`` (``make report`` uses 2), N model chains run at once in
+separate processes, longest first, each with ``cores // N`` torch threads.
+On 2 cores two one-thread chains do more work per second than one two-thread
+chain: small-model generation is partly serial (per-token Python overhead), so
+a second thread speeds it up only 1.4x (``bench`` numbers in the README). Chains
+needing the same cache entry (a converted model, an organism) wait on a file
+lock (:func:`refusal.paths.cache_lock`).
+
+Usage: ``python -m refusal.report [--models a,b] [--jobs N] [--force] [--no-site]``
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from refusal.artifacts import read_json, write_json
@@ -27,7 +38,8 @@ from refusal.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, SITE_DIR, run_di
 
 log = logging.getLogger("refusal.report")
 
-DEFAULT_MODELS = ["qwen25_coder_05b", "smollm2_refusal", "smollm2_planted1", "smollm2_plantedk", "smollm2_135m"]
+# longest chain first (measured on 2 cores), so that parallel workers finish together
+DEFAULT_MODELS = ["qwen25_coder_05b", "smollm2_plantedk", "smollm2_planted1", "smollm2_refusal", "smollm2_135m"]
 COMPARE = "07_compare"
 
 
@@ -85,9 +97,58 @@ def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False, paramete
     return "ran", secs
 
 
+def run_chain(model: str, lib_hash: str, force: bool = False) -> list[str]:
+    """Every applicable stage of one model, in order; stops at the first failure. Returns the failed stages."""
+    t_model = time.time()
+    failures: list[str] = []
+    for nb in stage_notebooks():
+        if not applies(model, nb):
+            continue
+        log.info("[%s] %s ...", model, nb.stem)
+        try:
+            status, secs = run_stage(model, nb, lib_hash, force)
+        except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+            msg = str(e).strip().splitlines()
+            log.error("[%s] %s FAILED: %s", model, nb.stem, msg[-1] if msg else type(e).__name__)
+            log.error("[%s] stopping this model's chain; see site/models/%s/%s", model, model, nb.name)
+            failures.append(f"{model}/{nb.stem}")
+            break
+        log.info("[%s] %s %s (%.1f s)", model, nb.stem, status, secs)
+    log.info("[%s] done in %.1f s", model, time.time() - t_model)
+    return failures
+
+
+def _worker_init(threads: int) -> None:
+    """A parallel worker: its stage kernels (child processes) use ``threads`` torch/OpenMP threads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def run_chains(models: list[str], lib_hash: str, force: bool = False, jobs: int = 1) -> list[str]:
+    """All models' chains: in this process one after another (``jobs = 1``), else ``jobs`` at a time."""
+    if jobs <= 1 or len(models) <= 1:
+        return [f for m in models for f in run_chain(m, lib_hash, force)]
+    jobs = min(jobs, len(models))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info("[all] %d model chains in parallel, %d torch thread(s) each", jobs, threads)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = {m: pool.submit(run_chain, m, lib_hash, force) for m in models}  # FIFO: longest first
+    failures: list[str] = []
+    for m, f in futures.items():
+        try:
+            failures += f.result()
+        except Exception as e:  # the worker itself died (e.g. out of memory)
+            log.error("[%s] chain aborted: %s", m, e)
+            failures.append(f"{m}/(worker)")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="", help="comma-separated registry names (default: the offline set)")
+    ap.add_argument("--jobs", type=int, default=1, help="model chains run at once (default 1)")
     ap.add_argument("--force", action="store_true", help="re-run stages even if up to date")
     ap.add_argument("--no-site", action="store_true", help="do not build the site")
     args = ap.parse_args(argv)
@@ -100,25 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     models = [m for m in models if m in known]  # the default set includes organisms once they exist
     lib_hash = _lib_hash()
-    stages = stage_notebooks()
-    failures: list[str] = []
     t_all = time.time()
-    for model in models:
-        t_model = time.time()
-        for nb in stages:
-            if not applies(model, nb):
-                continue
-            log.info("[%s] %s ...", model, nb.stem)
-            try:
-                status, secs = run_stage(model, nb, lib_hash, args.force)
-            except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
-                msg = str(e).strip().splitlines()
-                log.error("[%s] %s FAILED: %s", model, nb.stem, msg[-1] if msg else type(e).__name__)
-                log.error("[%s] stopping this model's chain; see site/models/%s/%s", model, model, nb.name)
-                failures.append(f"{model}/{nb.stem}")
-                break
-            log.info("[%s] %s %s (%.1f s)", model, nb.stem, status, secs)
-        log.info("[%s] done in %.1f s", model, time.time() - t_model)
+    failures = run_chains(models, lib_hash, args.force, args.jobs)
     compare = NOTEBOOKS_DIR / f"{COMPARE}.ipynb"
     if compare.exists():
         log.info("[all] %s ...", COMPARE)
