@@ -165,9 +165,10 @@ def score_candidates(
     if prescreen is not None and len(early) > prescreen:
         screen, screen_ok = harmful[:prescreen_prompts], harmless[:prescreen_prompts]
         for l, p in tqdm(early, desc="prescreen (bypass, KL)"):
-            with ablate(lm.model, directions[l, p]):
-                rows[(l, p)]["bypass_screen"] = refusal_score(last_logprobs(lm, screen), tokens).mean().item()
-                rows[(l, p)]["kl_screen"] = _mean_kl(lm, base_harmless[: len(screen_ok)], screen_ok)
+            with ablate(lm.model, directions[l, p]):  # one pass over both kinds: one shared-prefix pass
+                lp = last_logprobs(lm, screen + screen_ok)
+            rows[(l, p)]["bypass_screen"] = refusal_score(lp[: len(screen)], tokens).mean().item()
+            rows[(l, p)]["kl_screen"] = kl_last(base_harmless[: len(screen_ok)], lp[len(screen):]).mean().item()
         # a low bypass bought by wrecking the model is no candidate: rank those within the KL bound first
         full = sorted(early, key=lambda c: (rows[c]["kl_screen"] > kl_max, rows[c]["bypass_screen"]))[:prescreen]
         for c in early:
