@@ -12,8 +12,11 @@ built (:mod:`refusal.site`).
 With ``--jobs N`` (``make report`` uses 2), N model chains run at once in
 separate processes, longest first, each with ``cores // N`` torch threads.
 On 2 cores two one-thread chains do more work per second than one two-thread
-chain: small-model generation is partly serial (per-token Python overhead), so
-a second thread speeds it up only 1.4x (``bench`` numbers in the README). Chains
+chain: small-model generation is partly serial (per-token Python overhead), so a
+second thread speeds it up only 1.35-1.4x (measured on 2 cores, 16 prompts x 24
+tokens: SmolLM2 4.13 -> 2.97 s, Qwen2.5-0.5B 12.8 -> 9.5 s; forward passes
+1.7-1.8x). A cold ``make report`` went from 75.6 to 46.8 min with this and
+:mod:`refusal.prefix` together. Chains
 needing the same cache entry (a converted model, an organism) wait on a file
 lock (:func:`refusal.paths.cache_lock`).
 
