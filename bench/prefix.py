@@ -10,6 +10,10 @@ Usage::
 
     python bench/prefix.py                            # qwen25_coder_05b, 32 prompts, 32 new tokens
     python bench/prefix.py --model smollm2_135m
+
+Measured on 2 CPU cores (2026-11-29), 32 prompts of ~45 tokens, whole / shared prefix:
+SmolLM2-135M last_logprobs 2.3 / 1.2 s (1.82x), collect 2.0 / 1.1 s (1.72x), generate 7.1 / 6.4 s (1.11x,
+32/32 identical); Qwen2.5-Coder-0.5B 7.5 / 3.5 s (2.14x), 6.5 / 3.7 s (1.74x), 27.3 / 24.0 s (1.14x, 32/32).
 """
 
 from __future__ import annotations
