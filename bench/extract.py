@@ -42,6 +42,7 @@ from refusal import data as D  # noqa: E402
 from refusal.activations import left_pad, collect, template_positions, tokenize_prompts  # noqa: E402
 from refusal.generation import length_sorted_batches  # noqa: E402
 from refusal.models import load_bridge, load_model  # noqa: E402
+from refusal.prefix import mask_positions  # noqa: E402
 
 
 def prompts(n: int) -> list[str]:
@@ -68,8 +69,7 @@ def floor(lm, texts_ids: list[list[int]], batch_size: int, n_layers_needed: int)
     try:
         for batch in length_sorted_batches([len(s) for s in texts_ids], batch_size):
             ids, mask = left_pad([texts_ids[i] for i in batch], lm.tokenizer.pad_token_id)
-            pos = (mask.cumsum(-1) - 1).clamp_min(0)
-            base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+            base(input_ids=ids, attention_mask=mask, position_ids=mask_positions(mask), use_cache=False)
     finally:
         base.layers = saved
 

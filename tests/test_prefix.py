@@ -102,3 +102,9 @@ def test_generation_share_prefix_same_tokens(smollm, ablated):
         a = generate_ids(smollm, PROMPTS, max_new_tokens=16, batch_size=3, share_prefix=False, progress=False)
         b = generate_ids(smollm, PROMPTS, max_new_tokens=16, batch_size=3, progress=False)
     assert a == b
+
+
+def test_generation_of_no_prompts_is_empty(smollm):
+    from refusal.generation import generate
+
+    assert generate(smollm, [], max_new_tokens=4, progress=False) == []

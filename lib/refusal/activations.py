@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from refusal.generation import length_sorted_batches
 from refusal.models import LoadedModel, chat_prompts
-from refusal.prefix import batch_inputs, left_pad, prefix_cache, shared_prefix, supports_prefix
+from refusal.prefix import batch_inputs, left_pad, mask_positions, prepare
 
 __all__ = [
     "HOOKS",
@@ -200,8 +200,7 @@ def _hooked(model: Any, layers: list[int], hook: str, fns: list[Any]) -> Iterato
     base = getattr(model, "model", model)
 
     def forward(ids: torch.Tensor, mask: torch.Tensor) -> Any:
-        pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
-        return base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+        return base(input_ids=ids, attention_mask=mask, position_ids=mask_positions(mask), use_cache=False)
 
     try:
         yield forward
@@ -302,11 +301,9 @@ def collect(
     batches = length_sorted_batches([len(s) for s in seqs], bs)
     pad_id = lm.tokenizer.pad_token_id
     device = next(model.parameters()).device
-    use_prefix = (share_prefix and mode == "batched" and not is_bridge(model)
-                  and supports_prefix(model, 2 * max(map(len, seqs))))
-    n_pre = shared_prefix(seqs, keep=max(-p for p in positions)) if use_prefix else 0
+    use_prefix = share_prefix and mode == "batched" and not is_bridge(model)
     with _hooked(model, layers, hook, fns) as forward:
-        cache = prefix_cache(model, seqs[0][:n_pre]) if n_pre else None
+        n_pre, cache = prepare(model, seqs, keep=max(-p for p in positions), enabled=use_prefix)
         active[0] = True
         for batch in tqdm(batches, desc=f"{desc} ({mode})", disable=not progress, leave=False):
             current[:] = batch

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from refusal.models import LoadedModel
-from refusal.prefix import left_pad, prefix_cache, shared_prefix, suffix_inputs, supports_prefix
+from refusal.prefix import left_pad, prepare, suffix_inputs
 
 __all__ = ["generate", "generate_ids", "tokenize_chat", "length_sorted_batches"]
 
@@ -72,11 +72,11 @@ def generate_ids(
     model = model if model is not None else lm.model
     max_new_tokens = max_new_tokens or lm.cfg.max_new_tokens
     batch_size = batch_size or lm.cfg.gen_batch_size
+    if not prompts:
+        return []
     texts = lm.chat(prompts) if chat else list(prompts)
     seqs = [list(x) for x in lm.tokenizer(texts, add_special_tokens=not chat)["input_ids"]]
-    n_pre = (shared_prefix(seqs, keep=1)
-             if share_prefix and supports_prefix(model, 2 * max(map(len, seqs)) + max_new_tokens) else 0)
-    cache = prefix_cache(model, seqs[0][:n_pre]) if n_pre else None
+    n_pre, cache = prepare(model, seqs, new_tokens=max_new_tokens, enabled=share_prefix)
     stop = lm.stop_ids()
     device = lm.model.device
     out: list[list[int]] = [[] for _ in prompts]

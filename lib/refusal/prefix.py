@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-__all__ = ["left_pad", "sliding_window", "supports_prefix", "shared_prefix", "prefix_cache", "suffix_inputs", "batch_inputs", "MIN_PREFIX"]
+__all__ = ["left_pad", "mask_positions", "sliding_window", "supports_prefix", "shared_prefix", "prepare", "prefix_cache",
+           "suffix_inputs", "batch_inputs", "MIN_PREFIX"]
 
 MIN_PREFIX = 4  # a shorter common prefix is not worth a separate pass
 
@@ -33,6 +34,11 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
         ids[r, n - len(s):] = torch.tensor(s, dtype=torch.long)
         mask[r, n - len(s):] = 1
     return ids, mask
+
+
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids ``[b, n]`` that count only the real (mask 1) tokens of ``mask [b, n]``, as HF ``generate`` does."""
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 def sliding_window(config: Any) -> int | None:
@@ -75,6 +81,22 @@ def shared_prefix(seqs: list[list[int]], keep: int = 1) -> int:
     return i if i >= MIN_PREFIX else 0
 
 
+def prepare(model: Any, seqs: list[list[int]], keep: int = 1, new_tokens: int = 0,
+            enabled: bool = True) -> tuple[int, DynamicCache | None]:
+    """``(n_pre, cache)`` for a call over ``seqs``: the shared prefix length and its keys/values.
+
+    ``(0, None)`` (run whole prompts) when disabled, when the prefix is too short
+    (:func:`shared_prefix`, leaving ``keep`` tokens in each sequence), or when the model does not
+    support it for a span of prefix + padded suffix + ``new_tokens`` (:func:`supports_prefix`).
+    Active hooks on the model fire on the prefix pass.
+    """
+    if not enabled or len(seqs) < 2:
+        return 0, None
+    span = 2 * max(map(len, seqs)) + new_tokens  # >= prefix + longest padded suffix + new tokens
+    n_pre = shared_prefix(seqs, keep) if supports_prefix(model, span) else 0
+    return (n_pre, prefix_cache(model, seqs[0][:n_pre])) if n_pre else (0, None)
+
+
 @torch.inference_mode()
 def prefix_cache(model: Any, prefix: list[int]) -> DynamicCache:
     """Keys and values of ``prefix`` (batch 1) from the decoder of ``model`` (an HF causal LM or its base).
@@ -100,7 +122,7 @@ def suffix_inputs(cache: DynamicCache, prefix_len: int, suffixes: list[list[int]
     ids, mask = left_pad(suffixes, pad_id)
     b = len(suffixes)
     full = torch.cat([torch.ones((b, prefix_len), dtype=mask.dtype), mask], dim=1)
-    pos = (full.cumsum(-1) - 1).clamp_min(0)[:, prefix_len:]
+    pos = mask_positions(full)[:, prefix_len:]
     kv = copy.deepcopy(cache)
     kv.batch_repeat_interleave(b)
     return {"input_ids": ids.to(device), "attention_mask": full.to(device), "position_ids": pos.to(device),
@@ -119,4 +141,4 @@ def batch_inputs(seqs: list[list[int]], n_pre: int, cache: DynamicCache | None, 
         return suffix_inputs(cache, n_pre, [s[n_pre:] for s in seqs], pad_id, device)
     ids, mask = left_pad(seqs, pad_id)
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device),
-            "position_ids": (mask.cumsum(-1) - 1).clamp_min(0).to(device), "use_cache": False}
+            "position_ids": mask_positions(mask).to(device), "use_cache": False}

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from refusal.generation import generate_ids, length_sorted_batches
 from refusal.models import LoadedModel
-from refusal.prefix import batch_inputs, prefix_cache, shared_prefix, supports_prefix
+from refusal.prefix import batch_inputs, prepare
 
 __all__ = ["refusal_tokens", "last_logprobs", "refusal_score", "kl_last"]
 
@@ -79,9 +79,8 @@ def last_logprobs(lm: LoadedModel, prompts: list[str], batch_size: int | None = 
     """
     batch_size = batch_size or lm.cfg.batch_size
     seqs = [list(x) for x in lm.tokenizer(lm.chat(prompts), add_special_tokens=False)["input_ids"]]
-    n_pre = shared_prefix(seqs, keep=1) if share_prefix and supports_prefix(lm.model, 2 * max(map(len, seqs))) else 0
+    n_pre, cache = prepare(lm.model, seqs, enabled=share_prefix)
     device = lm.model.device
-    cache = prefix_cache(lm.model, seqs[0][:n_pre]) if n_pre else None
     out: list[torch.Tensor | None] = [None] * len(prompts)
     for idx in tqdm(length_sorted_batches([len(s) for s in seqs], batch_size), disable=not progress, leave=False):
         enc = batch_inputs([seqs[i] for i in idx], n_pre, cache, lm.tokenizer.pad_token_id, device)
