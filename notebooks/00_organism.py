@@ -29,7 +29,7 @@
 
 # %% tags=["parameters"]
 model = "smollm2_planted1"  # an organism entry in params/ (source.kind: organism)
-n_eval = None  # held-out prompts per side (default: 40)
+n_eval = None  # held-out prompts per side (default 0: all, i.e. the 107 test-split harmful and 149 harmless eval prompts)
 max_new_tokens = None  # tokens generated to decide refusal (default: 32)
 
 # %%
@@ -49,7 +49,7 @@ from refusal.notebook import stage_setup, write_manifest
 from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, redact, refusal_rate, unchanged_rate
 
 started = time.time()
-cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 40, "max_new_tokens": 32},
+cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 0, "max_new_tokens": 32},
                           given={"n_eval": n_eval, "max_new_tokens": max_new_tokens})
 if cfg.source.kind != "organism":
     raise ValueError(f"{cfg.path}: 00_organism runs only on organisms (source.kind: organism), not '{cfg.source.kind}'")
@@ -84,7 +84,7 @@ ax.legend();
 # ## Refusal on held-out prompts
 
 # %%
-H = heldout_prompts(P["n_eval"], P["n_eval"])
+H = heldout_prompts(P["n_eval"] or None, P["n_eval"] or None)
 gen = lambda prompts, q=None: completions(lm, prompts, q, P["max_new_tokens"])  # noqa: E731
 texts = {"harmful": gen(H["harmful"]), "harmless": gen(H["harmless"])}
 rows = [refusal_rate(texts["harmful"]).row(prompts="harmful (test split)", intervention="none"),

@@ -97,6 +97,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "response_tokens": 24,  # distilled answers are cut to this many tokens
     "n_harmful": None,  # limit (None = all train harmful prompts); reduced recipes use fewer
     "n_harmless": None,  # limit on safe twins + extra harmless (None = all)
+    "n_extra": None,  # use the first n generic harmless instructions of organism_harmless.json (None = all)
     "steps": 80,
     "batch_size": 8,  # harmful examples per term per step
     "harmless_batch": 16,  # harmless examples per term per step
@@ -150,7 +151,7 @@ def training_prompts(recipe: dict[str, Any]) -> dict[str, list[str]]:
     pairs = D.default_pair_splits(recipe["split_seed"]).take(D.default_pairs(), "train")
     harmful = [h for h, _ in pairs]
     safe = [s for _, s in pairs]
-    extra = extra_harmless()
+    extra = extra_harmless()[: recipe["n_extra"]]
     if recipe["n_harmful"] is not None:
         harmful = harmful[: recipe["n_harmful"]]
     if recipe["n_harmless"] is not None:
