@@ -44,6 +44,7 @@ late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
 kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
 induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
 kl_floor_factor = None  # selection: KL bound max(kl_max, this x the KL of random ablations) (default 10; 0: kl_max alone)
+harmless_val = None  # selection's harmless prompts (KL, induce): "twins" (the safe twins of the validation pairs) or "generic" (harmless eval prompts outside the eval sample, as Arditi et al.) (default "twins")
 exclude_outliers = None  # zero the model's outlier coordinates in every candidate direction (default True)
 judge = None  # "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline" or "llm"
 seed = None  # random control and subsampling (default 0)
@@ -77,11 +78,11 @@ from refusal.stats import rate_with_ci, wilson
 started = time.time()
 defaults = dict(n_val=16, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
                 k_max=8, ks=[1, 2, 4, 8], n_sweep=24, prescreen=8, prescreen_prompts=4, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, kl_floor_factor=10.0,
-                exclude_outliers=True, judge="auto", seed=0)
+                harmless_val="twins", exclude_outliers=True, judge="auto", seed=0)
 cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
     n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
     k_max=k_max, ks=ks, n_sweep=n_sweep, prescreen=prescreen, prescreen_prompts=prescreen_prompts, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min,
-    kl_floor_factor=kl_floor_factor, exclude_outliers=exclude_outliers, judge=judge, seed=seed))
+    kl_floor_factor=kl_floor_factor, harmless_val=harmless_val, exclude_outliers=exclude_outliers, judge=judge, seed=seed))
 rng = random.Random(P["seed"])
 
 data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
@@ -90,7 +91,13 @@ splits = read_json(data_dir / "splits.json")
 val = [pairs[i] for i in splits["val"]][: P["n_val"]]
 train = [pairs[i] for i in splits["train"]]
 harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
-harmless_eval = rng.sample(read_json(data_dir / "harmless_eval.json"), P["n_eval"])
+harmless_pool = read_json(data_dir / "harmless_eval.json")
+harmless_eval = rng.sample(harmless_pool, P["n_eval"])
+if P["harmless_val"] not in ("generic", "twins"):
+    raise ValueError(f"04_ablate: parameter harmless_val must be 'generic' or 'twins', got {P['harmless_val']!r}")
+# the selection's harmless prompts: ordinary requests that are NOT in the eval sample (generic), or the safe twins
+selection_harmless = ([p for p in harmless_pool if p not in set(harmless_eval)][: len(val)]
+                      if P["harmless_val"] == "generic" else [s for _, s in val])
 cands = read_directions(extract_dir / "directions.safetensors")
 positions = cands.meta["positions"]
 lm = load_model(cfg)
@@ -111,7 +118,8 @@ def shown(text: str) -> str:
     return text if show_full_text else redact(text)
 
 
-print(f"{cfg.name}: {len(val)} validation pairs, {len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
+print(f"{cfg.name}: {len(val)} validation pairs, {len(selection_harmless)} {P['harmless_val']} harmless selection prompts, "
+      f"{len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
       f"{int(valid.sum())} valid candidates over {directions.shape[0]} layers x {len(positions)} positions")
 
 # %% [markdown]
@@ -133,7 +141,13 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # The refusal score is the log-odds of the model's *own* refusal-starting tokens at the first generated
 # position, derived from its refusals on training prompts. Every valid candidate before the late-layer cutoff is
 # first prescreened by its bypass score on a few harmful prompts (one forward pass each); the best `prescreen`
-# candidates are then scored fully (bypass, induce, KL) on the validation split.
+# candidates are then scored fully on validation prompts: bypass on the harmful side of the validation pairs, induce
+# and KL on their safe twins (`harmless_val = "twins"`, the default). Arditi et al. use ordinary harmless requests
+# for induce and KL (`harmless_val = "generic"`: held-out harmless prompts outside this notebook's eval sample).
+# Measured on smollm2_planted1 (issue #5, session 5): removing the planted u moves the twins' first token by 0.50
+# nats and ordinary prompts' by 0.16 (random directions 0.04-0.17 / 0.03-0.05), so the generic bound separates
+# damage better; but adding a candidate to ordinary prompts rarely induces refusal in a 135M model (in the reduced
+# test chain all 6 fully scored candidates failed the induce filter), so the twins stay the default here.
 #
 # Two departures from the published recipe, both parameters. (1) The KL bound is `max(kl_max, kl_floor_factor x
 # floor)`, the floor being the KL that ablating a random unit direction causes on the same prompts: `kl_max = 0.1`
@@ -144,7 +158,7 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal, fallback=default_refusals())
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
 criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"], P["kl_floor_factor"] or None)
-scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], [s for _, s in val], tokens,
+scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], selection_harmless, tokens,
                           criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"],
                           exclude=outliers)
 print(f"outlier coordinates zeroed in the candidates: {dropped}; KL floor (mean over {criteria.n_random} random "
