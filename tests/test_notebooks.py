@@ -83,11 +83,12 @@ def test_selection_picks_the_planted_direction(chain):
     assert summary["selected"]["note"] == ""  # no filter had to be relaxed
 
 
-# Measured (this chain, 2026-11-29): the selection picks layer 22, position -4, |cos| with u 0.856; with all 319
-# training pairs it picks the same candidate (|cos| 0.858). Layer 21's candidates, right after the plant, have |cos| 0.92-0.97,
-# but layer 22's have a lower bypass: by then the reader layer 21 has added its own refusal features to the
-# harmful-minus-safe difference. Its ablation removes refusal (1/24 refused) and the verdict is centralized.
-@pytest.mark.xfail(strict=True, reason="selected |cos| with u is 0.856 (layer 22), issue #5 asks >= 0.9")
+# Issue #5's criterion. Measured (this chain, session 5, 2026-11-29, organism rebuilt on the 85 generic harmless
+# prompts left after removing near-copies of eval prompts): layer 21, position -6, |cos| with u 0.942, no filter
+# relaxed; its ablation leaves 0/24 refusals (random direction 18/24 = baseline), verdict centralized (k = 1
+# compliance 0.875). Sessions 3-4's organism (90 prompts) gave layer 22, |cos| 0.856: a near-tie, since layer 22's
+# candidates add the first reader layer's own refusal features (|cos| 0.78-0.86) and bypass scores of the two
+# layers overlap (scripts: issue #5 note of session 5).
 def test_selected_direction_is_u_within_cos_0_9(chain):
     from refusal.artifacts import read_tensors
     from refusal.config import load_config

@@ -38,10 +38,10 @@ def _summary(run):
     return summary
 
 
-# Measured (2026-11-29): this chain gives k = 1 compliance 0.229, k = 4 (pca_pairs) 0.375: gain 0.146, one prompt
-# in 24 short of the distributed threshold (0.15), so the verdict reads "resistant"; the full-size 04_ablate run
-# (n_val 16, n_sweep 24, all 319 training pairs) gives 0.229 -> 0.417, gain 0.19, "distributed", effective rank 4.
-# The organism's span(U) removal leaves ~30% of refusals (issue #3), which caps the gain.
+# Measured (session 5, 2026-11-29, organism rebuilt on the 85 generic harmless prompts left after removing near-copies
+# of eval prompts): k = 1 compliance 0.333, k = 4 (pca_pairs) 0.521: gain 0.19, "distributed", effective rank 4.
+# Sessions 3-4's organism gave 0.229 -> 0.375 here (gain 0.146, one prompt in 24 short of the 0.15 threshold) and
+# 0.229 -> 0.417 at full size. The organism's span(U) removal leaves 13-30% of refusals (issue #3), which caps the gain.
 def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     summary = _summary(run)
     v = summary["verdict"]
@@ -52,6 +52,5 @@ def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     assert v["gain_over_k1"] >= 0.1, v  # removing more directions removes more refusals
 
 
-@pytest.mark.xfail(strict=False, reason="gain 0.146 < 0.15 in this reduced chain (0.19 at full size)")
-def test_plantedk_verdict_is_distributed(run):
+def test_plantedk_verdict_is_distributed(run):  # issue #5's criterion
     assert _summary(run)["verdict"]["verdict"] == "distributed"
