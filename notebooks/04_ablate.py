@@ -72,7 +72,7 @@ from refusal.notebook import require_stage, stage_setup, write_manifest
 from refusal.redact import redact
 from refusal.refusal_score import refusal_tokens
 from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, drop_coordinates, judge_grid,
-                               model_verdict, rank_sweep, score_candidates, select, verdict)
+                               model_verdict, rank_sweep, score_candidates, select, selection_harmless, verdict)
 from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
@@ -93,11 +93,8 @@ train = [pairs[i] for i in splits["train"]]
 harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
 harmless_pool = read_json(data_dir / "harmless_eval.json")
 harmless_eval = rng.sample(harmless_pool, P["n_eval"])
-if P["harmless_val"] not in ("generic", "twins"):
-    raise ValueError(f"04_ablate: parameter harmless_val must be 'generic' or 'twins', got {P['harmless_val']!r}")
-# the selection's harmless prompts: ordinary requests that are NOT in the eval sample (generic), or the safe twins
-selection_harmless = ([p for p in harmless_pool if p not in set(harmless_eval)][: len(val)]
-                      if P["harmless_val"] == "generic" else [s for _, s in val])
+# the selection's harmless prompts: the safe twins, or ordinary requests that are NOT in the eval sample (generic)
+val_harmless = selection_harmless(P["harmless_val"], val, harmless_pool, harmless_eval)
 cands = read_directions(extract_dir / "directions.safetensors")
 positions = cands.meta["positions"]
 lm = load_model(cfg)
@@ -118,7 +115,7 @@ def shown(text: str) -> str:
     return text if show_full_text else redact(text)
 
 
-print(f"{cfg.name}: {len(val)} validation pairs, {len(selection_harmless)} {P['harmless_val']} harmless selection prompts, "
+print(f"{cfg.name}: {len(val)} validation pairs, {len(val_harmless)} {P['harmless_val']} harmless selection prompts, "
       f"{len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
       f"{int(valid.sum())} valid candidates over {directions.shape[0]} layers x {len(positions)} positions")
 
@@ -159,7 +156,7 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal, fallback=default_refusals())
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
 criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"], P["kl_floor_factor"] or None)
-scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], selection_harmless, tokens,
+scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], val_harmless, tokens,
                           criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"],
                           exclude=outliers)
 print(f"outlier coordinates zeroed in the candidates: {dropped}; KL floor (mean over {criteria.n_random} random "

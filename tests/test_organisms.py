@@ -223,8 +223,9 @@ def test_organism_harmless_prompts_are_disjoint_from_eval_and_pairs():
     assert len(extra) == len({norm(p) for p in extra}) == 270
     others = D.default_harmless_eval() + D.default_harmful_eval() + [p for pr in D.default_pairs() for p in pr]
     seen = {norm(p) for p in others}
+    other_words = [(o, content_words(o)) for o in others]
     for p in extra:
         assert norm(p) not in seen, p
         w = content_words(p)
-        near = [(o, jaccard(w, content_words(o))) for o in others if jaccard(w, content_words(o)) > NEAR_COPY_JACCARD]
+        near = [(o, j) for o, ow in other_words if (j := jaccard(w, ow)) > NEAR_COPY_JACCARD]
         assert not near, (p, near)

@@ -128,3 +128,17 @@ def test_score_candidates_prescreen_matches_separate_passes(smollm):
             kl = kl_last(base, last_logprobs(smollm, harmless[:2])).mean().item()
         assert row.bypass_screen == pytest.approx(bypass, abs=1e-3)
         assert row.kl_screen == pytest.approx(kl, abs=1e-4)
+
+
+def test_selection_harmless_twins_or_generic_outside_the_eval_sample():
+    from refusal.selection import selection_harmless
+
+    val = [("h1", "s1"), ("h2", "s2"), ("h3", "s3")]
+    pool = ["a", "b", "c", "d", "e"]
+    assert selection_harmless("twins", val, pool, ["a"]) == ["s1", "s2", "s3"]
+    # generic: in pool order, never a prompt of the eval sample
+    assert selection_harmless("generic", val, pool, ["b", "d"]) == ["a", "c", "e"]
+    with pytest.raises(ValueError, match="only 2 harmless prompts"):
+        selection_harmless("generic", val, pool, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="'generic' or 'twins'"):
+        selection_harmless("safe", val, pool, [])

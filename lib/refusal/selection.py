@@ -53,6 +53,7 @@ from refusal.refusal_score import kl_last, last_logprobs, refusal_score
 __all__ = [
     "SelectionCriteria",
     "drop_coordinates",
+    "selection_harmless",
     "kl_floor",
     "score_candidates",
     "select",
@@ -79,6 +80,26 @@ class SelectionCriteria:
     induce_min: float = 0.0  # drop candidates whose addition does not push harmless refusal score above this
     kl_floor_factor: float | None = 10.0  # KL bound: max(kl_max, this x the random-direction KL floor); None: kl_max
     n_random: int = 3  # random directions averaged for the KL floor
+
+
+def selection_harmless(mode: str, val_pairs: list[tuple[str, str]], harmless_pool: list[str],
+                       held_out: list[str]) -> list[str]:
+    """Harmless prompts for the selection's KL and induce filters, one per validation pair.
+
+    ``mode="twins"``: the safe twins of ``val_pairs``; ``mode="generic"``: the first
+    ``len(val_pairs)`` prompts of ``harmless_pool`` that are not in ``held_out`` (the
+    evaluation sample, which must not take part in choosing the direction), as Arditi et al.
+    """
+    if mode == "twins":
+        return [s for _, s in val_pairs]
+    if mode != "generic":
+        raise ValueError(f"harmless_val must be 'generic' or 'twins', got {mode!r}")
+    excluded = set(held_out)
+    picked = [p for p in harmless_pool if p not in excluded][: len(val_pairs)]
+    if len(picked) < len(val_pairs):
+        raise ValueError(f"harmless_val='generic': only {len(picked)} harmless prompts outside the eval sample "
+                         f"for {len(val_pairs)} validation pairs")
+    return picked
 
 
 def drop_coordinates(x: torch.Tensor, coords: list[int], renormalize: bool) -> torch.Tensor:
