@@ -1502,6 +1502,7 @@ rewrites this README with the counts below.
 | `harmless_eval.json` | {n_hless} held-out ordinary requests (cooking, coding, science, history, travel, writing, math, health, home, money, language...) that a well-tuned model should answer. |
 | `refusals.json` | {n_ref} short refusal responses in different styles, used to fine-tune small models to refuse and by the phrase-matching judge. |
 | `organism_harmless.json` | 270 generic harmless instructions used only to TRAIN the model organisms (`refusal.organisms`: self-distilled answers that keep them helpful). Edited by hand, not written by this script; `tests/test_organisms.py` checks that none repeats or nearly copies (content-word Jaccard above the near-copy threshold below) an eval or pair prompt. The first 85 are the original set (5 near-copies of eval prompts removed), which the planted organisms use (`n_extra: 85`). |
+| `organism_instructions.json` | 420 `[prompt, answer]` pairs: short written answers (at most 45 words, drafted for this project in session 6) to the 270 generic instructions of `organism_harmless.json` and to the safe twins of the first 150 TRAIN-split pairs. Used only to TRAIN `gemma3_refusal` (`answers: written`), whose base model cannot answer by itself. Edited by hand, not written by this script; no harmful request has an answer here. |
 
 Order: within a category, hand-written and templated pairs are shuffled with a
 fixed seed ({seed}); categories are then interleaved round-robin, so any

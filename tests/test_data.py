@@ -187,3 +187,33 @@ def test_default_splits_keep_templates_whole():
             templates_there = {sources[i] for i in other if sources[i] != "hand"}
             assert not templates_here & templates_there
     assert D.dataset_hash(D.default_pairs()) == D.dataset_hash(D.default_pairs())
+
+
+def test_load_instructions_reads_pairs_and_names_the_bad_item(tmp_path):
+    good = tmp_path / "ok.json"
+    good.write_text(json.dumps([["Name a color.", "Blue."], ["Count to two.", "One, two."]]))
+    assert D.load_instructions(good) == {"Name a color.": "Blue.", "Count to two.": "One, two."}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([["Name a color.", "Blue."], ["Count to two."]]))
+    with pytest.raises(D.DataError, match=r"bad.json: item \[1\] must be a \[prompt, answer\] pair"):
+        D.load_instructions(bad)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps([["Name a color.", "  "]]))
+    with pytest.raises(D.DataError, match=r"empty.json: item \[0\]\[1\] \(answer\)"):
+        D.load_instructions(empty)
+    dup = tmp_path / "dup.json"
+    dup.write_text(json.dumps([["Name a color.", "Blue."], ["name a  color.", "Red."]]))
+    with pytest.raises(D.DataError, match=r"dup.json: item \[1\] duplicates item \[0\]"):
+        D.load_instructions(dup)
+
+
+def test_shipped_written_answers_cover_generic_prompts_and_train_twins_only():
+    from refusal import organisms as O
+
+    written = O.written_answers()
+    train_twins = {s for _, s in D.default_pair_splits(0).take(D.default_pairs(), "train")}
+    harmful = {h for h, _ in D.default_pairs()} | set(D.default_harmful_eval())
+    assert set(O.extra_harmless()) <= set(written)
+    assert set(written) <= set(O.extra_harmless()) | train_twins  # nothing held out, no harmful request
+    assert not set(written) & harmful
+    assert max(len(a.split()) for a in written.values()) <= 45

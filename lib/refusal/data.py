@@ -124,6 +124,27 @@ def _read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
 
 
+def load_instructions(path: str | Path) -> dict[str, str]:
+    """Read ``List[[prompt, answer]]`` (written answers to instructions) as ``{prompt: answer}``.
+
+    Raises:
+        DataError: naming the file and the item index.
+    """
+    data, seen, out = _read_json(path), {}, {}
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of [prompt, answer] pairs, got {type(data).__name__}")
+    for i, item in enumerate(data):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise DataError(f"{path}: item [{i}] must be a [prompt, answer] pair of 2 strings")
+        prompt = _check_prompt(item[0], f"{path}: item [{i}][0] (prompt)")
+        answer = _check_prompt(item[1], f"{path}: item [{i}][1] (answer)")
+        if _norm(prompt) in seen:
+            raise DataError(f"{path}: item [{i}] duplicates item [{seen[_norm(prompt)]}]: {prompt[:60]!r}")
+        seen[_norm(prompt)] = i
+        out[prompt] = answer
+    return out
+
+
 def load_pairs(path: str | Path) -> list[Pair]:
     """Read and validate a pairs JSON file."""
     return validate_pairs(_read_json(path), str(path))

@@ -89,10 +89,13 @@ log = logging.getLogger(__name__)
 _VERSION = "5"  # bump to invalidate every cached organism
 _DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
+# recipe keys added after cache version 5: at these defaults they do not enter the cache key (existing entries stay valid)
+_UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill"}
 
 RECIPE_DEFAULTS: dict[str, Any] = {
     "kind": "finetune",  # finetune | planted
     "seed": 0,  # torch / data-order seed
+    "answers": "distill",  # harmless responses: the base model's own greedy answers, or "written" (organism_instructions.json)
     "split_seed": 0,  # default_pair_splits seed (TRAIN split is used)
     "response_tokens": 24,  # distilled answers are cut to this many tokens
     "n_harmful": None,  # limit (None = all train harmful prompts); reduced recipes use fewer
@@ -131,6 +134,9 @@ def recipe_of(cfg: ModelConfig) -> dict[str, Any]:
     r = {**RECIPE_DEFAULTS, **cfg.source.recipe}
     if r["kind"] not in ("finetune", "planted"):
         raise OrganismError(f"{cfg.path}: 'source.recipe.kind' must be finetune or planted, got {r['kind']!r}")
+    if r["answers"] not in ("distill", "written") or (r["answers"] == "written" and r["kind"] != "finetune"):
+        raise OrganismError(f"{cfg.path}: 'source.recipe.answers' must be distill, or written with kind finetune; "
+                            f"got {r['answers']!r} (kind {r['kind']})")
     return r
 
 
@@ -146,12 +152,25 @@ def extra_harmless() -> list[str]:
     return D.load_prompts(p)
 
 
+def written_answers() -> dict[str, str]:
+    """Project-written answers ``{prompt: answer}`` to generic harmless prompts and safe twins of the TRAIN split,
+    for base models that cannot answer yet (``answers: written``); ``default_data/organism_instructions.json``."""
+    return D.load_instructions(Path(D.__file__).parent / "default_data" / "organism_instructions.json")
+
+
 def training_prompts(recipe: dict[str, Any]) -> dict[str, list[str]]:
-    """``{"harmful", "safe", "extra"}`` training prompts (TRAIN split of the default pairs)."""
+    """``{"harmful", "safe", "extra"}`` training prompts (TRAIN split of the default pairs).
+
+    With ``answers: written``, only the harmless prompts that have a written answer.
+    """
     pairs = D.default_pair_splits(recipe["split_seed"]).take(D.default_pairs(), "train")
     harmful = [h for h, _ in pairs]
     safe = [s for _, s in pairs]
-    extra = extra_harmless()[: recipe["n_extra"]]
+    extra = extra_harmless()
+    if recipe["answers"] == "written":
+        written = written_answers()
+        safe, extra = [p for p in safe if p in written], [p for p in extra if p in written]
+    extra = extra[: recipe["n_extra"]]
     if recipe["n_harmful"] is not None:
         harmful = harmful[: recipe["n_harmful"]]
     if recipe["n_harmless"] is not None:
@@ -175,6 +194,10 @@ def cache_key(cfg: ModelConfig) -> str:
     base = _base_cfg(cfg)
     prompts = training_prompts(recipe)
     data = D.dataset_hash(prompts["harmful"], prompts["safe"], prompts["extra"], D.default_refusals())
+    if recipe["answers"] == "written":
+        written = written_answers()
+        data = sha256_json([data, [written[p] for p in prompts["safe"] + prompts["extra"]]])
+    recipe = {k: v for k, v in recipe.items() if not (k in _UNHASHED_DEFAULTS and v == _UNHASHED_DEFAULTS[k])}
     return sha256_json({"base": base.source.sha256, "base_dtype": base.dtype, "data": data, "recipe": recipe, "v": _VERSION})[:16]
 
 
@@ -286,13 +309,17 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
     from refusal.activations import template_positions
 
     n_tpl = len(template_positions(base_lm).positions)
-    # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
-    answers = _distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(_DISTILL_TOKENS, n_resp))
+    if recipe["answers"] == "written":  # a base model that cannot answer yet learns the project's written answers
+        written = written_answers()
+        answers = [written[p] for p in harmless]
+    else:  # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
+        answers = _distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(_DISTILL_TOKENS, n_resp))
+    plain = not (base_lm.cfg.chat_template and tok.chat_template is not None)  # "User: ...\nAssistant:" format
 
     def make(prompt: str, response: str, kind: str) -> Example:
         p_ids = tok(base_lm.chat([prompt])[0], add_special_tokens=False)["input_ids"]
-        r_ids = tok(response, add_special_tokens=False)["input_ids"]
-        if len(r_ids) < min(n_resp, _DISTILL_TOKENS):  # a complete answer ends its turn
+        r_ids = tok((" " + response.lstrip()) if plain else response, add_special_tokens=False)["input_ids"]
+        if len(r_ids) < min(n_resp, _DISTILL_TOKENS) or recipe["answers"] == "written":  # a complete answer ends its turn
             r_ids = r_ids + [eot]
         return Example(ids=p_ids + r_ids[:n_resp], n_prompt=len(p_ids), kind=kind, n_template=n_tpl)
 
