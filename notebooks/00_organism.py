@@ -19,9 +19,13 @@
 # A **model organism** is a refusing model we build ourselves, so that we know the truth the later stages
 # should find. `smollm2_refusal` fine-tunes the upper layers of SmolLM2-135M-Instruct (which by itself
 # answers almost every harmful request) to refuse the TRAIN-split harmful pairs, with refusals drawn from
-# several styles, while it keeps its own greedy answers to harmless prompts (self-distillation). The
-# *planted* organisms freeze the whole model except a rank-k write `W_down += U A^T` into one layer's MLP
-# output: whatever makes them refuse lies in `span(U)` by construction, and `U` is saved with the organism.
+# several styles, while it keeps its own greedy answers to harmless prompts (self-distillation).
+# `gemma3_refusal` (second architecture) starts from Gemma 3 270M *base*, which cannot follow an instruction:
+# every layer is fine-tuned on a plain `User: ... / Assistant:` format to give short project-written answers to
+# harmless prompts and to refuse the harmful ones. The *planted* organisms change the model below the readers
+# only by a rank-k write `W_down += U A^T` into one layer's MLP output, and train the layers above it to refuse
+# from that write alone: whatever makes them refuse lies in `span(U)` by construction, and `U` is saved with
+# the organism.
 # This stage builds (or loads from the cache) the organism, shows its training curve, measures refusal on
 # held-out prompts (TEST split harmful side; the harmless eval set) with Wilson 95% intervals, and, for
 # planted organisms, what removing `span(U)`, single directions inside it, or a random direction does.
