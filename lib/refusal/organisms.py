@@ -17,7 +17,11 @@ with a loss on response tokens only (plus the end-of-turn token):
   :func:`refusal.data.default_refusals`); safe twin and generic harmless
   instructions (``default_data/organism_harmless.json``, disjoint from the
   held-out harmless eval) -> the base model's own greedy answer
-  (self-distillation), weighted by ``harmless_weight``.
+  (self-distillation), weighted by ``harmless_weight``. A base model that
+  cannot answer yet (Gemma 3 270M base: ``gemma3_refusal``) learns
+  project-written answers instead (``answers: written``,
+  ``default_data/organism_instructions.json``; only the harmless prompts that
+  have one are used).
 - ``planted``: a rank-``k`` write ``W_down[layer] += U A^T``
   (:class:`refusal.organism_train.Plant`) with ``U [d_model, k]`` a FIXED,
   seeded, orthonormal basis with zeros on the base model's outlier coordinates
