@@ -39,6 +39,7 @@ __all__ = [
     "fresh_copy",
     "resolve_gguf",
     "chat_prompts",
+    "uses_chat_template",
     "stop_token_ids",
     "TORCH_DTYPES",
 ]
@@ -275,6 +276,11 @@ def load_bridge(lm: LoadedModel, share: bool = False) -> Any:
 # --------------------------------------------------------------------------- chat formatting
 
 
+def uses_chat_template(tok: PreTrainedTokenizerBase, cfg: ModelConfig | None = None) -> bool:
+    """True if prompts are wrapped in the tokenizer's chat template; False: the plain ``User: ...\\nAssistant:`` format."""
+    return bool((cfg is None or cfg.chat_template) and tok.chat_template is not None)
+
+
 def chat_prompts(tok: PreTrainedTokenizerBase, prompts: list[str], cfg: ModelConfig | None = None) -> list[str]:
     """Wrap user prompts in the tokenizer's chat template with a generation prompt.
 
@@ -283,7 +289,7 @@ def chat_prompts(tok: PreTrainedTokenizerBase, prompts: list[str], cfg: ModelCon
     on the bridge). Models without a chat template (``chat_template: false``)
     get a plain ``User: ...\\nAssistant:`` format.
     """
-    use_template = (cfg is None or cfg.chat_template) and tok.chat_template is not None
+    use_template = uses_chat_template(tok, cfg)
     out = []
     for p in prompts:
         if not use_template:

@@ -311,6 +311,7 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
     harmless = prompts["safe"] + prompts["extra"]
     need_comply = recipe["kind"] == "planted"
     from refusal.activations import template_positions
+    from refusal.models import uses_chat_template
 
     n_tpl = len(template_positions(base_lm).positions)
     if recipe["answers"] == "written":  # a base model that cannot answer yet learns the project's written answers
@@ -318,7 +319,7 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
         answers = [written[p] for p in harmless]
     else:  # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
         answers = _distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(_DISTILL_TOKENS, n_resp))
-    plain = not (base_lm.cfg.chat_template and tok.chat_template is not None)  # "User: ...\nAssistant:" format
+    plain = not uses_chat_template(tok, base_lm.cfg)  # "User: ...\nAssistant:" format: the response follows a space
 
     def make(prompt: str, response: str, kind: str) -> Example:
         p_ids = tok(base_lm.chat([prompt])[0], add_special_tokens=False)["input_ids"]
