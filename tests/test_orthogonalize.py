@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from refusal.ablation import InterventionError, orthonormal_basis
 from refusal.orthogonalize import (
     OrthoError,
+    refused_architecture,
     equivalence_error,
     load_selected,
     orthogonalize,
@@ -144,6 +145,15 @@ def test_sandwich_norm_architectures_are_refused(which):
         orthogonalize(m, torch.randn(64))
     after = _weights(m)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # the registry-level rule (used by the report runner to skip stages 05/06) agrees with the model check
+    assert refused_architecture(m.config.model_type) is not None
+
+
+def test_registry_architectures_refused_exactly_when_the_model_check_refuses():
+    from refusal.config import list_models, load_config
+
+    archs = {load_config(n).architecture for n in list_models()}
+    assert {a for a in archs if refused_architecture(a)} == {"gemma3_text"}  # gemma (Gemma 1) has no sandwich norms
 
 
 def test_qwen1_remote_code_is_skipped():

@@ -63,3 +63,18 @@ def test_parallel_chains_isolate_failures_and_skip_when_unchanged(tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("01_stage up to date") == 2
     assert json.loads((root / "runs" / "a" / "stage.json").read_text()) == a
+
+
+def test_stages_that_do_not_apply():
+    """00 runs only for organisms; 05/06 (weight orthogonalization) are skipped, with the reason, for sandwich-norm
+    architectures instead of failing the chain; every other stage applies to every model."""
+    from refusal.report import ORTHO_STAGES, skip_reason
+
+    nb = lambda stem: Path(f"notebooks/{stem}.ipynb")  # noqa: E731
+    assert skip_reason("qwen25_coder_05b", nb("00_organism")) == "not an organism"
+    assert skip_reason("smollm2_refusal", nb("00_organism")) is None
+    for stage in ORTHO_STAGES:
+        assert "sandwich norms" in skip_reason("gemma3_refusal", nb(stage))
+        assert skip_reason("smollm2_refusal", nb(stage)) is None
+        assert skip_reason("gemma_2b_it", nb(stage)) is None  # Gemma 1: no sandwich norms, exact
+    assert all(skip_reason("gemma3_refusal", nb(s)) is None for s in ("01_data", "02_extract", "04_ablate"))

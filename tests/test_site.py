@@ -50,6 +50,19 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
             digits = len(num.split(".")[1]) if "." in num else 0
             assert any(abs(round(a, digits) - value) < 1e-9 for a in artifact_numbers), (num, row)
     assert "centralized" in rows[0] and "offline-v1" in notes and "n = 32" in notes
+    assert "sandwich" not in notes
+
+
+def test_notes_say_why_a_sandwich_norm_model_has_no_benchmark(tmp_path):
+    from refusal.findings import findings_table
+
+    for i, m in enumerate(["gemma3_refusal", "smollm2_refusal"]):
+        d = _fake_run(tmp_path, m, i)
+        if m.startswith("gemma"):
+            (d / "06_benchmark" / "capability.json").unlink()  # stages 05-06 do not run for Gemma 3
+    table, notes = site.findings_markdown(findings_table(root=tmp_path))
+    assert "No benchmark columns for `gemma3_refusal`: its architecture normalizes" in notes
+    assert "smollm2_refusal" not in notes
 
 
 def test_index_page_generated_and_quarto_pages_exist(tmp_path, monkeypatch):

@@ -78,12 +78,16 @@ __all__ = [
     "write_selected",
     "equivalence_error",
     "SANDWICH_NORMS",
+    "SANDWICH_MODEL_TYPES",
+    "refused_architecture",
 ]
 
 log = logging.getLogger(__name__)
 
 # Norms applied to a block's outputs before the residual add (Gemma 2/3).
 SANDWICH_NORMS = ("post_feedforward_layernorm", "pre_feedforward_layernorm")
+# Their ``model_type`` values (a registry entry's ``architecture``): refused before any model is loaded.
+SANDWICH_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
 _ATTN_OUT = ("o_proj", "out_proj", "dense", "c_proj")
 _MLP_OUT = ("down_proj", "fc2", "c_proj", "dense_4h_to_h")
 
@@ -150,6 +154,18 @@ def check_exact_architecture(model: nn.Module) -> None:
             )
         if _child(getattr(blk, "self_attn", blk), _ATTN_OUT) is None or _child(getattr(blk, "mlp", blk), _MLP_OUT) is None:
             raise OrthoError(f"model_type '{mt}': layer {i} has no recognizable attention/MLP output projection")
+
+
+def refused_architecture(architecture: str) -> str | None:
+    """Why exact orthogonalization is refused for a registry ``architecture`` (``model_type``), else None.
+
+    The registry-level form of :func:`check_exact_architecture` (which inspects a loaded model): the
+    report runner uses it to skip the orthogonalization stages for such models instead of failing.
+    """
+    if architecture in SANDWICH_MODEL_TYPES:
+        return (f"model_type '{architecture}' normalizes block outputs before the residual add (sandwich norms): "
+                "weight orthogonalization cannot equal runtime ablation; runtime ablation (stage 04) applies")
+    return None
 
 
 def residual_writers(model: nn.Module) -> list[Writer]:

@@ -75,10 +75,19 @@ def fingerprint(model: str, nb: Path, lib_hash: str, extra: dict | None = None) 
     return h.hexdigest()
 
 
-def applies(model: str, nb: Path) -> bool:
+# stages that edit or benchmark the orthogonalized weights (not for architectures it cannot be exact on)
+ORTHO_STAGES = ("05_orthogonalize", "06_benchmark")
+
+
+def skip_reason(model: str, nb: Path) -> str | None:
+    """Why stage ``nb`` does not apply to ``model``, or None when it does."""
     if nb.stem.startswith("00_"):
-        return load_config(model).source.kind == "organism"
-    return True
+        return None if load_config(model).source.kind == "organism" else "not an organism"
+    if nb.stem in ORTHO_STAGES:
+        from refusal.orthogonalize import refused_architecture
+
+        return refused_architecture(load_config(model).architecture)
+    return None
 
 
 def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False, parameters: dict | None = None) -> tuple[str, float]:
@@ -105,7 +114,10 @@ def run_chain(model: str, lib_hash: str, force: bool = False) -> list[str]:
     t_model = time.time()
     failures: list[str] = []
     for nb in stage_notebooks():
-        if not applies(model, nb):
+        why = skip_reason(model, nb)
+        if why is not None:
+            if not nb.stem.startswith("00_"):
+                log.info("[%s] %s does not apply: %s", model, nb.stem, why)
             continue
         log.info("[%s] %s ...", model, nb.stem)
         try:
