@@ -92,3 +92,4 @@ def test_outlier_dims_finds_smollm2_massive_activation(smollm):
     dims = outlier_dims(smollm, ["How do I bake bread?", "Name three rivers."])
     # SmolLM2-135M: coordinate 507 reaches ~2.5e4 on the first token, typical coordinates stay below ~50
     assert 507 in dims and len(dims) <= 8
+

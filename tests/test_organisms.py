@@ -40,7 +40,8 @@ def test_params_copy_base_fields():
         cfg = load_config(name)
         base = load_config(cfg.source.base)
         assert cfg.source.kind == "organism" and cfg.source.base == ("gemma3_270m" if name.startswith("gemma") else "smollm2_135m")
-        assert (cfg.n_layers, cfg.d_model, cfg.eot_tokens, cfg.model_id) == (base.n_layers, base.d_model, base.eot_tokens, base.model_id)
+        assert (cfg.n_layers, cfg.d_model, cfg.eot_tokens, cfg.model_id, cfg.architecture, cfg.outlier_ratio) == (
+            base.n_layers, base.d_model, base.eot_tokens, base.model_id, base.architecture, base.outlier_ratio)
         assert cfg.refuses is True
         O.recipe_of(cfg)  # valid recipe
 
@@ -261,3 +262,33 @@ def test_organism_harmless_prompts_are_disjoint_from_eval_and_pairs():
         w = content_words(p)
         near = [(o, j) for o, ow in other_words if (j := jaccard(w, ow)) > NEAR_COPY_JACCARD]
         assert not near, (p, near)
+
+
+def test_gemma3_registry_outlier_ratio_finds_both_massive_coordinates():
+    """Gemma 3: the default ratio (10) finds only coordinate 163; the entry's ratio (5) also finds 400, and only with
+    both zeroed does removing a random direction leave the organism working (mean first-token KL on harmless
+    prompts: the floor against which stage 04 judges candidate directions)."""
+    from refusal.ablation import ablate, random_direction
+    from refusal.activations import outlier_dims
+    from refusal.data import default_harmless_eval
+    from refusal.selection import kl_last, last_logprobs
+
+    lm, cfg = _organism("gemma3_refusal")
+    assert cfg.outlier_ratio == 5.0
+    assert outlier_dims(lm, ratio=10.0) == [163]
+    dims = outlier_dims(lm)
+    assert dims == [163, 400]
+    prompts = default_harmless_eval()[:8]
+    base = last_logprobs(lm, prompts)
+
+    def kl(exclude: list[int]) -> float:
+        kls = []
+        for seed in (1000, 1001, 1002):  # the seeds of refusal.selection.kl_floor
+            with ablate(lm.model, random_direction(lm.d_model, seed, exclude)):
+                kls.append(kl_last(base, last_logprobs(lm, prompts)).mean().item())
+        return sum(kls) / len(kls)
+
+    wrecked, fine = kl([163]), kl(dims)
+    print(f"gemma3_refusal random-direction KL floor: {wrecked:.2f} (zero on [163]) vs {fine:.2f} (zero on {dims})")
+    # measured 2026-11-29: 11.2 vs 0.78
+    assert wrecked > 5.0 and fine < 1.5

@@ -362,8 +362,11 @@ _OUTLIER_PROBES = ("How do I bake bread?", "Name three rivers in Europe.", "Writ
 
 
 @torch.no_grad()
-def outlier_dims(lm: LoadedModel, prompts: Sequence[str] | None = None, ratio: float = 10.0) -> list[int]:
+def outlier_dims(lm: LoadedModel, prompts: Sequence[str] | None = None, ratio: float | None = None) -> list[int]:
     """Residual coordinates with "massive activations": ``max |x_i| > ratio * median_j max |x_j|``.
+
+    ``ratio`` defaults to the registry entry's ``outlier_ratio`` (10; Gemma 3 uses 5, because its
+    residual is heavy-tailed everywhere and 10 misses its second massive coordinate).
 
     The maximum is over every layer's residual (``output_hidden_states``), every real
     position and every prompt of ``prompts`` (chat-formatted; one forward pass each, so
@@ -382,4 +385,5 @@ def outlier_dims(lm: LoadedModel, prompts: Sequence[str] | None = None, ratio: f
         out = lm.model(**enc, output_hidden_states=True, use_cache=False)
         for h in out.hidden_states:
             peak = torch.maximum(peak, h[0].float().abs().amax(0).cpu())
+    ratio = lm.cfg.outlier_ratio if ratio is None else ratio
     return sorted(int(i) for i in (peak > ratio * peak.median()).nonzero().flatten())

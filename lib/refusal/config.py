@@ -94,6 +94,7 @@ class ModelConfig:
     refuses: bool = True
     offline: bool = False
     architecture: str = ""
+    outlier_ratio: float = 10.0  # massive-activation threshold of refusal.activations.outlier_dims
     stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""  # the params file this entry came from (filled by the loader)
 
