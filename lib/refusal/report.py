@@ -42,7 +42,9 @@ from refusal.paths import NOTEBOOKS_DIR, PARAMS_DIR, REPO_ROOT, SITE_DIR, run_di
 log = logging.getLogger("refusal.report")
 
 # longest chain first (measured on 2 cores), so that parallel workers finish together
-DEFAULT_MODELS = ["qwen25_coder_05b", "smollm2_plantedk", "smollm2_planted1", "smollm2_refusal", "smollm2_135m"]
+DEFAULT_MODELS = [
+    "qwen25_coder_05b", "smollm2_plantedk", "gemma3_refusal", "smollm2_planted1", "smollm2_refusal", "smollm2_135m",
+]
 COMPARE = "07_compare"
 
 
