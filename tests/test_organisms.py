@@ -61,6 +61,27 @@ def test_cache_key_tracks_recipe_and_rejects_unknown_keys():
     assert O.cache_key(O.with_recipe(cfg, answers="distill")) == O.cache_key(cfg)
 
 
+def test_single_direction_sampler_keeps_every_group_write():
+    """plantedk's "one direction removed -> still refuse" term: with single_keep, every sampled direction is a unit
+    vector of span(U) that leaves each group (one column of U each) at least single_keep of its write; without it,
+    the sampler removes whole columns (erasing a group's write while that term still asks for refusal)."""
+    from refusal.organism_train import Plant
+
+    plant = Plant(d_model=32, d_ff=8, k=4, layer=0, gen=torch.Generator().manual_seed(0))
+    U = plant.U.detach()
+    plant.records = {"refuse": torch.tensor([90.0, 5.0, 3.0, 2.0]), "harmless": torch.zeros(4)}  # one group dominates
+    old = O._single_direction(plant, torch.Generator().manual_seed(1))
+    assert torch.allclose(old(0), U[:, 0]) and torch.allclose(old(3), U[:, 1])
+    pick = O._single_direction(plant, torch.Generator().manual_seed(1), keep=0.7)
+    for step in range(60):
+        d = pick(step)
+        c = U.T @ d
+        assert torch.allclose(U @ c, d, atol=1e-5) and abs(float(d.norm()) - 1) < 1e-5  # a unit vector of span(U)
+        assert float((1 - c.pow(2)).clamp_min(0).sqrt().min()) >= 0.7 - 1e-4, (step, c)  # every group keeps >= 0.7
+    with pytest.raises(O.OrganismError, match="single_keep"):
+        O.recipe_of(O.with_recipe(load_config("smollm2_plantedk"), single_keep=1.5))
+
+
 def test_training_data_is_train_split_only():
     from refusal import data as D
 

@@ -45,7 +45,8 @@ with a loss on response tokens only (plus the end-of-turn token):
   and without ``span(U)`` removed; for ``k > 1`` (4) harmful with ONE direction
   of ``span(U)`` removed (a column of ``U``, a random ``U c``, or the current
   mean harmful-minus-harmless write direction) -> still refusal, so that no
-  single direction carries refusal. ``U`` and ``A`` are saved in
+  single direction carries refusal; with ``single_keep`` only directions that
+  leave every group most of its write (see :func:`_single_direction`). ``U`` and ``A`` are saved in
   ``planted.safetensors`` (see :func:`planted_basis`).
 """
 
@@ -94,7 +95,7 @@ _VERSION = "5"  # bump to invalidate every cached organism
 _DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
 # recipe keys added after cache version 5: at these defaults they do not enter the cache key (existing entries stay valid)
-_UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill"}
+_UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill", "single_keep": None}
 
 RECIPE_DEFAULTS: dict[str, Any] = {
     "kind": "finetune",  # finetune | planted
@@ -117,6 +118,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "k": 1,  # planted: dimension of span(U) (U fixed, seeded, orthonormal)
     "ablated_weight": 1.0,  # planted: harmful prompt with span(U) removed -> the base model's answer
     "single_weight": 1.0,  # planted, k > 1: harmful prompt with ONE direction of span(U) removed -> refusal
+    "single_keep": None,  # planted, k > 1: only remove single directions that leave every group >= this share of its write
     "write_norm": None,  # planted: fit the write (ridge) to norm write_norm on harmful prompts, 0 on harmless, then freeze it
     "write_ridge": 10.0,  # planted: ridge penalty of that fit
     "outlier_ratio": 10.0,  # planted: U is orthogonal to the base model's outlier coordinates (refusal.activations.outlier_dims)
@@ -138,6 +140,8 @@ def recipe_of(cfg: ModelConfig) -> dict[str, Any]:
     r = {**RECIPE_DEFAULTS, **cfg.source.recipe}
     if r["kind"] not in ("finetune", "planted"):
         raise OrganismError(f"{cfg.path}: 'source.recipe.kind' must be finetune or planted, got {r['kind']!r}")
+    if r["single_keep"] is not None and not (isinstance(r["single_keep"], (int, float)) and 0 < r["single_keep"] < 1):
+        raise OrganismError(f"{cfg.path}: 'source.recipe.single_keep' must be a share between 0 and 1, got {r['single_keep']!r}")
     if r["answers"] not in ("distill", "written") or (r["answers"] == "written" and r["kind"] != "finetune"):
         raise OrganismError(f"{cfg.path}: 'source.recipe.answers' must be distill, or written with kind finetune; "
                             f"got {r['answers']!r} (kind {r['kind']})")
@@ -356,26 +360,44 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
 # --------------------------------------------------------------------------- building
 
 
-def _single_direction(plant: Any, gen: torch.Generator):
-    """Sampler of ONE unit direction of span(U) per step, cycling through three kinds.
+def _single_direction(plant: Any, gen: torch.Generator, keep: float | None = None):
+    """Sampler of ONE unit direction ``U c`` of span(U) per step, cycling through three kinds.
 
     A column of ``U``; a random unit vector ``U c``; the current mean write
     direction (refuse-batch mean minus harmless-batch mean of the write
     coefficients, the direction a difference-of-means analysis would find).
+
+    With ``keep`` (recipe ``single_keep``), only directions whose removal leaves
+    every group's write (along its column of ``U``) at least ``keep`` of its norm,
+    i.e. ``max_g c_g^2 <= 1 - keep^2``: the refusal target of this term is then
+    true of every prompt (a removed column would erase its group's write while
+    the term still asks for refusal, teaching the readers to refuse without
+    ``span(U)``). The column kind becomes the mean of two neighbouring columns;
+    other kinds are redrawn at random until they qualify.
     """
     U = plant.U.detach()
     k = U.shape[1]
+    cap = None if keep is None else 1.0 - keep**2
+
+    def ok(c: torch.Tensor) -> bool:
+        return cap is None or float((c / c.norm()).pow(2).max()) <= cap + 1e-6
 
     def pick(step: int) -> torch.Tensor:
         kind = step % 3
+        g = (step // 3) % k
         if kind == 0:
-            return U[:, (step // 3) % k]
+            if cap is None:
+                return U[:, g]
+            c = torch.zeros(k)
+            c[g] = c[(g + 1) % k] = 1.0
+            if ok(c):
+                return U @ (c / c.norm())
         c = None
         if kind == 2:
-            hm, ok = plant.records.get("refuse"), plant.records.get("harmless")
-            if hm is not None and ok is not None and torch.isfinite(hm - ok).all() and float((hm - ok).norm()) > 0:
-                c = hm - ok
-        if c is None:
+            hm, hl = plant.records.get("refuse"), plant.records.get("harmless")
+            if hm is not None and hl is not None and torch.isfinite(hm - hl).all() and float((hm - hl).norm()) > 0 and ok(hm - hl):
+                c = hm - hl
+        while c is None or not ok(c):
             c = torch.randn(k, generator=gen)
         return U @ (c / c.norm())
 
@@ -506,7 +528,7 @@ def _build(cfg: ModelConfig, out: Path) -> None:
                     Stream("comply_ablated", pools["comply"], B, recipe["ablated_weight"], ablation=lambda s: U)]
         if k > 1:
             streams.append(Stream("refuse_single_ablated", pools["refuse"], B, recipe["single_weight"],
-                                  ablation=_single_direction(plant, gen)))
+                                  ablation=_single_direction(plant, gen, recipe["single_keep"])))
     readers = [p for layer in list(model.model.layers)[first:] for p in layer.parameters()]
     for p in readers:
         p.requires_grad_(True)
