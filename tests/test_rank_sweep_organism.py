@@ -38,10 +38,10 @@ def _summary(run):
     return summary
 
 
-# Measured (session 5, 2026-11-29, organism rebuilt on the 85 generic harmless prompts left after removing near-copies
-# of eval prompts): k = 1 compliance 0.333, k = 4 (pca_pairs) 0.521: gain 0.19, "distributed", effective rank 4.
-# Sessions 3-4's organism gave 0.229 -> 0.375 here (gain 0.146, one prompt in 24 short of the 0.15 threshold) and
-# 0.229 -> 0.417 at full size. The organism's span(U) removal leaves 13-30% of refusals (issue #3), which caps the gain.
+# Measured (session 7, 2026-11-29, organism of 60 steps with single_keep 0.7): k = 1 compliance 0.396, k = 4 (pca_pairs)
+# 0.708: gain 0.31, "distributed", effective rank 4. The same 60 steps without single_keep gave 0.333 -> 0.479 (gain
+# 0.146: "resistant"); session 5's 30-step organism 0.333 -> 0.521. The organism's span(U) removal leaves 8-21% of
+# refusals (issue #3), which caps the gain.
 def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     summary = _summary(run)
     v = summary["verdict"]
