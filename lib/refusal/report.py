@@ -1,7 +1,8 @@
 """The report runner behind ``make report``: every stage notebook for every model, by papermill.
 
 For each model, each stage notebook ``notebooks/NN_*.ipynb`` (``00_organism``
-only for organisms; ``07_compare`` once, over all models) is executed into
+only for organisms; ``05_orthogonalize`` and ``06_benchmark`` not for architectures whose
+weight orthogonalization cannot be exact, see :func:`skip_reason`; ``07_compare`` once, over all models) is executed into
 ``site/models/<model>/NN_stage.ipynb``. A stage is skipped when its
 fingerprint (notebook source, the model's params file, the library source,
 the upstream stages' manifests, the parameters) is unchanged since its last
