@@ -113,7 +113,7 @@ def findings_markdown(df: Any) -> tuple[str, str]:
     notes = (f"Rates are shares of n = {', '.join(map(str, n))} held-out harmful prompts per condition, with Wilson "
              f"95% intervals; scored by the {', '.join(judges) or '–'} judge. The verdict rule (centralized / "
              "distributed / resistant) and its thresholds are stated in each model's 04_ablate notebook.")
-    no_ortho = [m for m in df["model"] if _orthogonalization_refused(m)]
+    no_ortho = _without_orthogonalization(list(df["model"]))
     if no_ortho:
         notes += (" No benchmark columns for " + ", ".join(f"`{m}`" for m in no_ortho) + ": its architecture normalizes "
                   "block outputs before the residual add (sandwich norms), so weight orthogonalization cannot equal "
@@ -121,12 +121,13 @@ def findings_markdown(df: Any) -> tuple[str, str]:
     return "\n".join(lines), notes
 
 
-def _orthogonalization_refused(model: str) -> bool:
-    """True for a registry model whose architecture :mod:`refusal.orthogonalize` refuses (no stages 05-06)."""
-    from refusal.config import list_models, load_config
-    from refusal.orthogonalize import refused_architecture
+def _without_orthogonalization(models: list[str]) -> list[str]:
+    """The registry models among ``models`` for which the report runner skips stages 05-06."""
+    from refusal.config import list_models
+    from refusal.report import ORTHO_STAGES, skip_reason
 
-    return model in list_models() and refused_architecture(load_config(model).architecture) is not None
+    known = set(list_models())
+    return [m for m in models if m in known and skip_reason(m, Path(f"{ORTHO_STAGES[0]}.ipynb")) is not None]
 
 
 def write_index(root: Path | None = None) -> Path:
