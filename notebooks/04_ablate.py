@@ -141,11 +141,12 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # candidates are then scored fully on validation prompts: bypass on the harmful side of the validation pairs, induce
 # and KL on their safe twins (`harmless_val = "twins"`, the default). Arditi et al. use ordinary harmless requests
 # for induce and KL (`harmless_val = "generic"`: held-out harmless prompts outside this notebook's eval sample).
-# Measured on smollm2_planted1 (issue #5, session 5): removing the planted u moves the twins' first token by 0.50
-# nats and ordinary prompts' by 0.16 (random directions 0.04-0.17 / 0.03-0.05), so the generic bound separates
-# damage better; but adding a candidate to ordinary prompts rarely induces refusal in a 135M model (in the reduced
-# test chain on a planted1 built with all 270 generic training prompts, all 6 fully scored candidates failed the
-# induce filter and the filters had to be relaxed), so the twins stay the default here.
+# Measured on session 5's smollm2_planted1 (issue #5; 85 generic harmless training prompts): removing the planted
+# u moves the twins' first token by 0.50 nats and ordinary prompts' by 0.16 (random directions 0.04-0.17 /
+# 0.03-0.05), so the generic bound separates damage better; but adding a candidate to ordinary prompts rarely
+# induces refusal in a 135M model (in the reduced test chain on a planted1 built with all 270 generic training
+# prompts, 30 steps, all 6 fully scored candidates failed the induce filter and the filters had to be relaxed),
+# so the twins stay the default here.
 #
 # Two departures from the published recipe, both parameters. (1) The KL bound is `max(kl_max, kl_floor_factor x
 # floor)`, the floor being the KL that ablating a random unit direction causes on the same prompts: `kl_max = 0.1`
