@@ -395,9 +395,9 @@ def _single_direction(plant: Any, gen: torch.Generator, keep: float | None = Non
         c = None
         if kind == 2:
             hm, hl = plant.records.get("refuse"), plant.records.get("harmless")
-            if hm is not None and hl is not None and torch.isfinite(hm - hl).all() and float((hm - hl).norm()) > 0 and ok(hm - hl):
+            if hm is not None and hl is not None and torch.isfinite(hm - hl).all() and float((hm - hl).norm()) > 0:
                 c = hm - hl
-        while c is None or not ok(c):
+        while c is None or not ok(c):  # no usable mean write, or one that would erase a group's write: redraw
             c = torch.randn(k, generator=gen)
         return U @ (c / c.norm())
 
