@@ -38,7 +38,7 @@ report: setup notebooks
 	$(PY) -m refusal.report --jobs $(JOBS) $(if $(MODELS),--models $(MODELS),)
 
 site: setup
-	$(PY) -m refusal.site
+	$(PY) -m refusal.report.site
 
 test: setup notebooks
 	$(PY) -m pytest -q

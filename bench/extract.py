@@ -5,7 +5,7 @@ Times, over the same chat-formatted prompts (harmful and safe prompts of the def
 (a) floor: a bare HF forward (un-bridged model, its default attention, no hooks), the decoder
     truncated to the layers needed (resid_pre of the last layer = output of layer L-2), no
     unembedding; same length-sorted, left-padded batches with attention mask;
-(b) our batched extraction (:func:`refusal.activations.collect`, mode="batched") through the
+(b) our batched extraction (:func:`refusal.extraction.activations.collect`, mode="batched") through the
     bridge, and ``batched_hf``: the same through plain PyTorch hooks on the HF model;
 (c) our sequential extraction (one prompt per forward);
 (d) the original study's approach: one prompt at a time, no mask, full forward WITH the
@@ -39,10 +39,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from refusal import data as D  # noqa: E402
-from refusal.activations import left_pad, collect, template_positions, tokenize_prompts  # noqa: E402
+from refusal.extraction.activations import left_pad, collect, template_positions, tokenize_prompts  # noqa: E402
 from refusal.generation import length_sorted_batches  # noqa: E402
 from refusal.models import load_bridge, load_model  # noqa: E402
-from refusal.prefix import mask_positions  # noqa: E402
+from refusal.batching import mask_positions  # noqa: E402
 
 
 def prompts(n: int) -> list[str]:

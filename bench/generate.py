@@ -3,7 +3,7 @@
 Over the same prompts (harmful eval prompts, chat-formatted, greedy, the same number of new tokens):
 
 (a) plain HF ``generate`` (KV cache, left padding + mask, length-sorted batches): the reference;
-(b) the same under runtime ablation of a unit direction (``refusal.ablation.ablate``: hooks on every
+(b) the same under runtime ablation of a unit direction (``refusal.intervention.ablation.ablate``: hooks on every
     layer input, every pre-MLP norm input and the final norm);
 (c) the original study's loop: no KV cache, the whole sequence re-run at every step, batched
     without an attention mask (its bug; timing only), and the ablation applied through the same hooks.
@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from refusal.ablation import ablate  # noqa: E402
+from refusal.intervention.ablation import ablate  # noqa: E402
 from refusal.data import default_harmful_eval  # noqa: E402
 from refusal.generation import length_sorted_batches  # noqa: E402
 from refusal.models import load_model  # noqa: E402

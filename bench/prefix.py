@@ -1,4 +1,4 @@
-"""Benchmark of the shared chat-template prefix (``refusal.prefix``), measured side by side in one run.
+"""Benchmark of the shared chat-template prefix (``refusal.batching``), measured side by side in one run.
 
 For each of the three users: first-token log-probs (``last_logprobs``, what candidate selection runs hundreds
 of times), activation collection over every layer (``collect``, stage 02) and greedy generation
@@ -27,12 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from refusal.ablation import ablate, random_direction  # noqa: E402
-from refusal.activations import collect, template_positions  # noqa: E402
+from refusal.extraction.directions import random_direction
+from refusal.intervention.ablation import ablate  # noqa: E402
+from refusal.extraction.activations import collect, template_positions  # noqa: E402
 from refusal.data import default_harmful_eval  # noqa: E402
 from refusal.generation import generate_ids  # noqa: E402
 from refusal.models import load_model  # noqa: E402
-from refusal.refusal_score import last_logprobs  # noqa: E402
+from refusal.intervention.scoring import last_logprobs  # noqa: E402
 
 
 def main() -> None:

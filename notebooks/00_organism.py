@@ -29,12 +29,15 @@
 # This stage builds (or loads from the cache) the organism, shows its training curve, measures refusal on
 # held-out prompts (TEST split harmful side; the harmless eval set) with Wilson 95% intervals, and, for
 # planted organisms, what removing `span(U)`, single directions inside it, or a random direction does.
-# Refusal is decided by a phrase matcher on the first 100 characters of a 32-token greedy completion.
+# Refusal is decided by the project's one refusal detector, the judge (the offline judge by default, the rule
+# stage 04 uses too), on 32-token greedy completions.
 
 # %% tags=["parameters"]
 model = "smollm2_planted1"  # an organism entry in params/ (source.kind: organism)
-n_eval = None  # held-out prompts per side (default 0: all, i.e. the 107 test-split harmful and 149 harmless eval prompts)
-max_new_tokens = None  # tokens generated to decide refusal (default: 32)
+device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, else CPU
+n_eval = 0  # held-out prompts per side (0: all, i.e. the 107 test-split harmful and 149 harmless eval prompts)
+max_new_tokens = 32  # tokens generated to decide refusal
+judge = "offline"  # refusal detector: "offline" (the default everywhere), "llm" or "auto"
 
 # %%
 import time
@@ -44,31 +47,34 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from refusal import organisms as O
-from refusal.ablation import random_direction
-from refusal.activations import outlier_dims
 from refusal.artifacts import write_csv, write_json
+from refusal.evaluation.redact import redact
+from refusal.extraction.activations import outlier_dims
+from refusal.extraction.directions import random_direction
 from refusal.models import load_model
-from refusal.notebook import stage_setup, write_manifest
-from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, redact, refusal_rate, unchanged_rate
+from refusal.organisms import measure as M
+from refusal.organisms import recipe as R
+from refusal.organisms.build import build
+from refusal.report.stage import stage_setup, write_manifest
 
 started = time.time()
-cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 0, "max_new_tokens": 32},
-                          given={"n_eval": n_eval, "max_new_tokens": max_new_tokens})
+cfg, P, out = stage_setup("00_organism", globals())
 if cfg.source.kind != "organism":
     raise ValueError(f"{cfg.path}: 00_organism runs only on organisms (source.kind: organism), not '{cfg.source.kind}'")
-recipe = O.recipe_of(cfg)
+recipe = R.recipe_of(cfg)
 print(f"organism {cfg.name} from {cfg.source.base}; recipe {recipe}")
 
 # %% [markdown]
 # ## Build or load
-# The cache entry is keyed by the base weights' SHA-256, the training data and the recipe; its weight
-# files are checksummed on every load (a corrupted entry is rebuilt).
+# Building is this stage's job (loading a registry entry only locates a built organism). The cache entry is keyed
+# by the base weights' SHA-256, the training data and the recipe; its weight files are checksummed on every load
+# (a corrupted entry is rebuilt here).
 
 # %%
 t = time.time()
-lm = load_model(cfg)
-info = O.organism_info(cfg)
+entry = build(cfg)
+lm = load_model(cfg, P["device"])
+info = R.organism_info(cfg)
 print(f"entry {lm.weights_dir}; load {time.time() - t:.0f} s; built in {info['seconds_total']} s "
       f"(training {info['seconds_train']} s on {info['torch_threads']} threads); data {info['data']}")
 
@@ -88,35 +94,37 @@ ax.legend();
 # ## Refusal on held-out prompts
 
 # %%
-H = heldout_prompts(P["n_eval"] or None, P["n_eval"] or None)
-gen = lambda prompts, q=None: completions(lm, prompts, q, P["max_new_tokens"])  # noqa: E731
+H = M.heldout_prompts(P["n_eval"] or None, P["n_eval"] or None)
+gen = lambda prompts, q=None: M.completions(lm, prompts, q, P["max_new_tokens"])  # noqa: E731
+refused = lambda prompts, texts: M.refusal_rate(prompts, texts, P["judge"])  # noqa: E731
 texts = {"harmful": gen(H["harmful"]), "harmless": gen(H["harmless"])}
-rows = [refusal_rate(texts["harmful"]).row(prompts="harmful (test split)", intervention="none"),
-        refusal_rate(texts["harmless"]).row(prompts="harmless eval", intervention="none")]
-topic = on_topic_rate(H["harmless"], texts["harmless"])
+rows = [refused(H["harmful"], texts["harmful"]).row(prompts="harmful (test split)", intervention="none"),
+        refused(H["harmless"], texts["harmless"]).row(prompts="harmless eval", intervention="none")]
+topic = M.on_topic_rate(H["harmless"], texts["harmless"])
 print(f"harmless answers on topic: {topic}")
 
 # %%
 if recipe["kind"] == "planted":
-    U = O.planted_basis(cfg)
+    U = R.planted_basis(cfg)
     g = torch.Generator().manual_seed(123)
     outliers = outlier_dims(lm)  # massive-activation coordinates: not part of the control
     cands = {"span(U)": U, "random unit vector (outlier coordinates zeroed)": random_direction(U.shape[0], 123, outliers)}
     if U.shape[1] > 1:
         cands |= {f"U[:, {i}]": U[:, i] for i in range(U.shape[1])}
-        cands["top write PC (harmful)"] = U @ O.dominant_write_direction(lm, cfg, H["harmful"])
-        cands["mean write, harmful - harmless"] = U @ O.mean_write_direction(lm, cfg, H["harmful"], H["harmless"])
+        cands["top write PC (harmful)"] = U @ M.dominant_write_direction(lm, cfg, H["harmful"])
+        cands["mean write, harmful - harmless"] = U @ M.mean_write_direction(lm, cfg, H["harmful"], H["harmless"])
         for j, c in enumerate(torch.randn(3, U.shape[1], generator=g)):
             cands[f"random U c #{j}"] = U @ (c / c.norm())
     for label, q in cands.items():
-        rows.append(refusal_rate(gen(H["harmful"], q)).row(prompts="harmful (test split)", intervention=f"remove {label}"))
+        rows.append(refused(H["harmful"], gen(H["harmful"], q)).row(prompts="harmful (test split)",
+                                                                    intervention=f"remove {label}"))
     ok_abl = gen(H["harmless"], U)
-    rows.append(refusal_rate(ok_abl).row(prompts="harmless eval", intervention="remove span(U)"))
+    rows.append(refused(H["harmless"], ok_abl).row(prompts="harmless eval", intervention="remove span(U)"))
     rand_abl = gen(H["harmless"], cands["random unit vector (outlier coordinates zeroed)"])
     # the floor: greedy answers of a small model diverge under ANY removal, so compare with a random direction
     print(f"harmless answers unchanged (first 8 words and refusal status) by removing span(U): "
-          f"{unchanged_rate(texts['harmless'], ok_abl)}; by removing the random direction: "
-          f"{unchanged_rate(texts['harmless'], rand_abl)}")
+          f"{M.unchanged_rate(texts['harmless'], ok_abl)}; by removing the random direction: "
+          f"{M.unchanged_rate(texts['harmless'], rand_abl)}")
 rates = pd.DataFrame(rows)
 display(rates)
 
@@ -136,6 +144,6 @@ with pd.option_context("display.max_colwidth", 120):
 # %%
 write_csv(out / "rates.csv", rates)
 write_json(out / "organism.json", info)
-write_manifest(out, cfg, P, started, organism_dir=str(lm.weights_dir), cache_key=O.cache_key(cfg),
+write_manifest(out, cfg, P, started, organism_dir=str(entry), cache_key=R.cache_key(cfg),
                harmless_on_topic=topic.row())
 print(f"wrote {sorted(p.name for p in out.iterdir())}")

@@ -28,7 +28,7 @@ model = "qwen25_coder_05b"  # registry entry in params/
 pairs_path = None  # path of a JSON list of [harmful, safe] pairs, or None for the embedded default pairs
 harmful_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
 harmless_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
-seed = None  # split seed (default 0)
+seed = 0  # split seed
 
 # %%
 import time
@@ -39,10 +39,10 @@ from IPython.display import display
 
 from refusal import data as D
 from refusal.artifacts import write_json
-from refusal.notebook import stage_setup, write_manifest
+from refusal.report.stage import stage_setup, write_manifest
 
 started = time.time()
-cfg, P, out = stage_setup("01_data", model, defaults={"seed": 0}, given={"seed": seed})
+cfg, P, out = stage_setup("01_data", globals())
 print(f"model: {cfg.name} ({cfg.model_id}); artifacts in {out}")
 
 # %% [markdown]
@@ -50,15 +50,15 @@ print(f"model: {cfg.name} ({cfg.model_id}); artifacts in {out}")
 # Every file is validated: a malformed item stops the run with the file and the index.
 
 # %%
-if pairs_path is None:
+if P["pairs_path"] is None:
     pairs, categories = D.default_pairs(), D.default_pair_categories()
     splits = D.default_pair_splits(seed=P["seed"])
 else:
-    pairs = D.load_pairs(pairs_path)
+    pairs = D.load_pairs(P["pairs_path"])
     categories = ["unknown"] * len(pairs)
     splits = D.split_indices(len(pairs), P["seed"])
-harmful_eval = D.default_harmful_eval() if harmful_eval_path is None else D.load_prompts(harmful_eval_path)
-harmless_eval = D.default_harmless_eval() if harmless_eval_path is None else D.load_prompts(harmless_eval_path)
+harmful_eval = D.default_harmful_eval() if P["harmful_eval_path"] is None else D.load_prompts(P["harmful_eval_path"])
+harmless_eval = D.default_harmless_eval() if P["harmless_eval_path"] is None else D.load_prompts(P["harmless_eval_path"])
 print(f"{len(pairs)} pairs, {len(harmful_eval)} harmful eval prompts, {len(harmless_eval)} harmless eval prompts")
 
 # %% [markdown]

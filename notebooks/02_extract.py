@@ -33,12 +33,13 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-hook = None  # resid_pre | resid_mid | resid_post (default resid_pre)
-batch_size = None  # default: the entry's batch_size
-compare_pairs = None  # pairs used for the batched-vs-sequential check (default 16)
-project_splits = None  # held-out splits projected onto the train directions (default ["test"])
-max_train_pairs = None  # cap on train pairs (default: all)
-backend = None  # "hf" (plain PyTorch hooks on the HF model, default: same numbers as the bridge, tested, and faster) or "bridge" (TransformerLens hooks; needed for resid_mid)
+device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, else CPU
+hook = "resid_pre"  # resid_pre | resid_mid | resid_post
+batch_size = None  # prompts per forward pass; None: the entry's batch_size
+compare_pairs = 16  # pairs used for the batched-vs-sequential check
+project_splits = ["test"]  # held-out splits projected onto the train directions
+max_train_pairs = None  # cap on train pairs; None: all
+backend = "hf"  # "hf" (PyTorch hooks on the HF model: same numbers as the bridge, tested, and faster) or "bridge" (TransformerLens hooks; needed for resid_mid)
 
 # %%
 import time
@@ -49,19 +50,15 @@ import seaborn as sns
 import torch
 from IPython.display import display
 
-from refusal.activations import collect, template_positions
+from refusal.extraction.activations import collect, template_positions
 from refusal.artifacts import read_json, write_json, write_tensors
-from refusal.directions import diff_of_means, extract_directions, write_directions
+from refusal.extraction.directions import diff_of_means, extract_directions, write_directions
 from refusal.models import load_bridge, load_model
-from refusal.notebook import require_stage, stage_setup, write_manifest
-from refusal.separability import paired_cosine
+from refusal.report.stage import require_stage, stage_setup, write_manifest
+from refusal.extraction.separability import paired_cosine
 
 started = time.time()
-cfg, P, out = stage_setup("02_extract", model,
-                          defaults={"hook": "resid_pre", "batch_size": None, "compare_pairs": 16,
-                                    "project_splits": ["test"], "max_train_pairs": None, "backend": "hf"},
-                          given={"hook": hook, "batch_size": batch_size, "compare_pairs": compare_pairs,
-                                 "project_splits": project_splits, "max_train_pairs": max_train_pairs, "backend": backend})
+cfg, P, out = stage_setup("02_extract", globals())
 data_dir = require_stage(model, "01_data")
 splits, pairs = read_json(data_dir / "splits.json"), read_json(data_dir / "pairs.json")
 train = splits["train"][: P["max_train_pairs"]]
@@ -72,7 +69,7 @@ print(f"model: {cfg.name}; {len(train)} train pairs; artifacts in {out}")
 # Derived from the tokenizer's chat template by formatting a probe prompt and taking the tokens after it.
 
 # %%
-lm = load_model(cfg)
+lm = load_model(cfg, P["device"])
 # this stage never saves weights: the bridge may wrap lm.model itself (one copy in memory)
 runner = load_bridge(lm, share=True) if P["backend"] == "bridge" else lm.model
 tp = template_positions(lm)

@@ -30,10 +30,10 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-n_boot = None  # bootstrap resamples (default 1000)
-seed = None  # bootstrap seed (default 0)
-exclude_last_frac = None  # fraction of last layers not eligible as "best" (default 0.0)
-test_split = None  # held-out split projected in 02 (default "test")
+n_boot = 1000  # bootstrap resamples
+seed = 0  # bootstrap seed
+exclude_last_frac = 0.0  # fraction of last layers not eligible as "best"
+test_split = "test"  # held-out split projected in 02
 
 # %%
 import time
@@ -45,15 +45,12 @@ import seaborn as sns
 from IPython.display import display
 
 from refusal.artifacts import read_json, read_tensors, write_csv, write_json
-from refusal.directions import read_directions
-from refusal.notebook import require_stage, stage_setup, write_manifest
-from refusal.separability import best_candidate, candidate_table, cross_layer
+from refusal.extraction.directions import read_directions
+from refusal.report.stage import require_stage, stage_setup, write_manifest
+from refusal.extraction.separability import best_candidate, candidate_table, cross_layer
 
 started = time.time()
-cfg, P, out = stage_setup("03_separability", model,
-                          defaults={"n_boot": 1000, "seed": 0, "exclude_last_frac": 0.0, "test_split": "test"},
-                          given={"n_boot": n_boot, "seed": seed, "exclude_last_frac": exclude_last_frac,
-                                 "test_split": test_split})
+cfg, P, out = stage_setup("03_separability", globals())
 ex = require_stage(model, "02_extract")
 dirs = read_directions(ex / "directions.safetensors")
 proj, pmeta = read_tensors(ex / "projections.safetensors")

@@ -22,89 +22,64 @@
 # harmless KL, from one forward pass each — and, for comparison, with the original study's rule (generate,
 # judge, rank by compliance x coherence), (3) ablate it at every layer input and the final norm, at every
 # position including generated tokens, `r <- r - alpha <r, v> v`, against a **random-direction control**,
-# and (4) sweep the **rank** k of the removed subspace `r <- r - Q Q^T r`, k = 1..8, for three bases. The
+# and (4) sweep the **rank** k of the removed subspace `r <- r - Q Q^T r`, k in `ks`, for three bases. The
 # verdict — centralized, distributed or resistant — is shown with the numbers it rests on.
 #
 # Harmful completions are research data: this page shows scores and redacted excerpts only.
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-n_val = None  # validation pairs used to score candidates (default 16)
-n_eval = None  # held-out harmful / harmless eval prompts judged per condition (default 32)
-n_grid = None  # prompts per cell of the original study's layer x alpha grid (default 12)
-grid_layers = None  # how many top layers enter that grid (default 3)
-alphas = None  # alpha values of the grid (default [0.75, 1.0, 1.25])
-max_new_tokens = None  # greedy tokens per generation (default 32)
-k_max = None  # largest subspace rank swept (default 8)
-ks = None  # ranks swept (default [1, 2, 4, 8])
-n_sweep = None  # harmful / harmless eval prompts per rank-sweep point (default 24)
-prescreen = None  # selection: fully score only the best N candidates of a cheap bypass prescreen (default 8, 0 means all)
-prescreen_prompts = None  # prompts of each kind in that prescreen (default 4)
-late_cutoff = None  # selection: drop the last fraction of layers (default 0.2)
-kl_max = None  # selection: drop candidates with harmless KL above this (default 0.1)
-induce_min = None  # selection: drop candidates whose addition does not induce refusal (default 0.0)
-kl_floor_factor = None  # selection: KL bound max(kl_max, this x the KL of random ablations) (default 10; 0: kl_max alone)
-harmless_val = None  # selection's harmless prompts (KL, induce): "twins" (the safe twins of the validation pairs) or "generic" (harmless eval prompts outside the eval sample, as Arditi et al.) (default "twins")
-exclude_outliers = None  # zero the model's outlier coordinates in every candidate direction (default True)
-judge = None  # "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline" or "llm"
-seed = None  # random control and subsampling (default 0)
+device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, else CPU
+n_val = 16  # validation pairs used to score candidates
+n_eval = 32  # held-out harmful / harmless eval prompts judged per condition
+n_grid = 12  # prompts per cell of the original study's layer x alpha grid
+grid_layers = 3  # how many top layers enter that grid
+alphas = [0.75, 1.0, 1.25]  # alpha values of the grid
+max_new_tokens = 32  # greedy tokens per generation
+k_max = 8  # largest subspace rank swept
+ks = [1, 2, 4, 8]  # ranks swept
+n_sweep = 24  # harmful / harmless eval prompts per rank-sweep point
+prescreen = 8  # selection: fully score only the best N candidates of a cheap bypass prescreen (0: all)
+prescreen_prompts = 4  # prompts of each kind in that prescreen
+late_cutoff = 0.2  # selection: drop the last fraction of layers
+kl_max = 0.1  # selection: drop candidates with harmless KL above this
+induce_min = 0.0  # selection: drop candidates whose addition does not induce refusal
+kl_floor_factor = 10.0  # selection: KL bound max(kl_max, this x the KL of random ablations) (0: kl_max alone)
+harmless_val = "twins"  # selection's harmless prompts (KL, induce): "twins" (safe twins of the validation pairs) or "generic" (harmless eval prompts outside the eval sample, as Arditi et al.)
+exclude_outliers = True  # zero the model's outlier coordinates in every candidate direction
+judge = "auto"  # "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline" or "llm"
+seed = 0  # random control and subsampling
 show_full_text = False  # locally only: print full harmful completions instead of redacted excerpts
 
 # %%
-import random
 import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import display
 
-from refusal import judge as J
-from refusal.ablation import ablate, random_direction
-from refusal.activations import outlier_dims, pair_differences
-from refusal.artifacts import read_json, write_csv, write_json, write_tensors
-from refusal.directions import read_directions
+from refusal.artifacts import write_csv, write_json
 from refusal.data import default_refusals
+from refusal.evaluation import judge as J
+from refusal.evaluation.redact import redact
+from refusal.extraction.activations import pair_differences
+from refusal.extraction.directions import Selected, random_direction, write_selected
 from refusal.generation import generate
+from refusal.intervention.ablation import ablate
+from refusal.intervention.inputs import ablation_inputs
+from refusal.intervention.rank import VerdictThresholds, bases_for_sweep, model_verdict, rank_sweep, verdict
+from refusal.intervention.scoring import refusal_tokens
+from refusal.intervention.selection import SelectionCriteria, drop_coordinates, judge_grid, score_candidates, select
 from refusal.models import load_model
-from refusal.notebook import require_stage, stage_setup, write_manifest
-from refusal.redact import redact
-from refusal.refusal_score import refusal_tokens
-from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, drop_coordinates, judge_grid,
-                               model_verdict, rank_sweep, score_candidates, select, selection_harmless, verdict)
+from refusal.report.stage import stage_setup, write_manifest
 from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
-defaults = dict(n_val=16, n_eval=32, n_grid=12, grid_layers=3, alphas=[0.75, 1.0, 1.25], max_new_tokens=32,
-                k_max=8, ks=[1, 2, 4, 8], n_sweep=24, prescreen=8, prescreen_prompts=4, late_cutoff=0.2, kl_max=0.1, induce_min=0.0, kl_floor_factor=10.0,
-                harmless_val="twins", exclude_outliers=True, judge="auto", seed=0)
-cfg, P, out = stage_setup("04_ablate", model, defaults, dict(
-    n_val=n_val, n_eval=n_eval, n_grid=n_grid, grid_layers=grid_layers, alphas=alphas, max_new_tokens=max_new_tokens,
-    k_max=k_max, ks=ks, n_sweep=n_sweep, prescreen=prescreen, prescreen_prompts=prescreen_prompts, late_cutoff=late_cutoff, kl_max=kl_max, induce_min=induce_min,
-    kl_floor_factor=kl_floor_factor, harmless_val=harmless_val, exclude_outliers=exclude_outliers, judge=judge, seed=seed))
-rng = random.Random(P["seed"])
-
-data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
-pairs = [tuple(p) for p in read_json(data_dir / "pairs.json")]
-splits = read_json(data_dir / "splits.json")
-val = [pairs[i] for i in splits["val"]][: P["n_val"]]
-train = [pairs[i] for i in splits["train"]]
-harmful_eval = rng.sample(read_json(data_dir / "harmful_eval.json"), P["n_eval"])
-harmless_pool = read_json(data_dir / "harmless_eval.json")
-harmless_eval = rng.sample(harmless_pool, P["n_eval"])
-# the selection's harmless prompts: the safe twins, or ordinary requests that are NOT in the eval sample (generic)
-val_harmless = selection_harmless(P["harmless_val"], val, harmless_pool, harmless_eval)
-cands = read_directions(extract_dir / "directions.safetensors")
-positions = cands.meta["positions"]
-lm = load_model(cfg)
-# The model's outlier ("massive activation") coordinates: ~1e3-1e4 on the first token. A candidate's weight on
-# them, even 0.1, makes its ablation move that token by hundreds of units; they are zeroed in every candidate.
-outliers = outlier_dims(lm)
-dropped = outliers if P["exclude_outliers"] else []
-directions = drop_coordinates(cands.directions, dropped, renormalize=True)
-diffs = drop_coordinates(cands.diff, dropped, renormalize=False)
-valid = cands.valid & (directions.norm(dim=-1) > 0.5)
+cfg, P, out = stage_setup("04_ablate", globals())
+lm = load_model(cfg, P["device"])
+X = ablation_inputs(cfg.name, lm, P["n_val"], P["n_eval"], P["seed"], P["harmless_val"], P["exclude_outliers"])
+harmful_eval, harmless_eval, positions = X.harmful_eval, X.harmless_eval, X.positions
 
 
 def scored(prompts: list[str], responses: list[str]) -> pd.DataFrame:
@@ -112,12 +87,10 @@ def scored(prompts: list[str], responses: list[str]) -> pd.DataFrame:
 
 
 def shown(text: str) -> str:
-    return text if show_full_text else redact(text)
+    return text if P["show_full_text"] else redact(text)
 
 
-print(f"{cfg.name}: {len(val)} validation pairs, {len(val_harmless)} {P['harmless_val']} harmless selection prompts, "
-      f"{len(harmful_eval)} + {len(harmless_eval)} eval prompts, "
-      f"{int(valid.sum())} valid candidates over {directions.shape[0]} layers x {len(positions)} positions")
+print(f"{cfg.name}: {X.describe()}")
 
 # %% [markdown]
 # ## Baseline: how often does the model refuse without intervention?
@@ -126,9 +99,9 @@ print(f"{cfg.name}: {len(val)} validation pairs, {len(val_harmless)} {P['harmles
 base_harmful = scored(harmful_eval, generate(lm, harmful_eval, max_new_tokens=P["max_new_tokens"]))
 base_harmless = scored(harmless_eval, generate(lm, harmless_eval, max_new_tokens=P["max_new_tokens"]))
 baseline = {
-    "harmful_refusal": rate_with_ci(base_harmful["refused"]),
+    "harmful_refusal": J.refusal_rate(base_harmful).as_dict(),
     "harmful_compliance": rate_with_ci(base_harmful["compliance"] >= 1),
-    "harmless_refusal": rate_with_ci(base_harmless["refused"]),
+    "harmless_refusal": J.refusal_rate(base_harmless).as_dict(),
     "judge": base_harmful["judge"].iloc[0],
 }
 display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
@@ -141,8 +114,8 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # candidates are then scored fully on validation prompts: bypass on the harmful side of the validation pairs, induce
 # and KL on their safe twins (`harmless_val = "twins"`, the default). Arditi et al. use ordinary harmless requests
 # for induce and KL (`harmless_val = "generic"`: held-out harmless prompts outside this notebook's eval sample).
-# Measured on session 5's smollm2_planted1 (issue #5; 85 generic harmless training prompts): removing the planted
-# u moves the twins' first token by 0.50 nats and ordinary prompts' by 0.16 (random directions 0.04-0.17 /
+# Measured on an earlier build of `smollm2_planted1` (85 generic harmless training prompts; 2026-11-29): removing the
+# planted u moves the twins' first token by 0.50 nats and ordinary prompts' by 0.16 (random directions 0.04-0.17 /
 # 0.03-0.05), so the generic bound separates damage better; but adding a candidate to ordinary prompts rarely
 # induces refusal in a 135M model (in the reduced test chain on a planted1 built with all 270 generic training
 # prompts, 30 steps, all 6 fully scored candidates failed the induce filter and the filters had to be relaxed),
@@ -154,13 +127,13 @@ display(pd.DataFrame(baseline).drop(columns="judge").T.round(3))
 # rejects real refusal directions. (2) Candidates are cleaned of the outlier coordinates (see above).
 
 # %%
-tokens, token_record = refusal_tokens(lm, [h for h, _ in train[:32]], J.is_refusal, fallback=default_refusals())
+tokens, token_record = refusal_tokens(lm, [h for h, _ in X.train[:32]], J.is_refusal, fallback=default_refusals())
 print(token_record["source"], [t["text"] for t in token_record["tokens"]])
 criteria = SelectionCriteria(P["late_cutoff"], P["kl_max"], P["induce_min"], P["kl_floor_factor"] or None)
-scores = score_candidates(lm, directions, diffs, valid, positions, [h for h, _ in val], val_harmless, tokens,
-                          criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"],
-                          exclude=outliers)
-print(f"outlier coordinates zeroed in the candidates: {dropped}; KL floor (mean over {criteria.n_random} random "
+scores = score_candidates(lm, X.directions, X.diffs, X.valid, positions, [h for h, _ in X.val], X.val_harmless,
+                          tokens, criteria, prescreen=P["prescreen"] or None, prescreen_prompts=P["prescreen_prompts"],
+                          exclude=X.outliers)
+print(f"outlier coordinates zeroed in the candidates: {X.dropped}; KL floor (mean over {criteria.n_random} random "
       f"directions) {scores.attrs['kl_floor']:.4f} -> KL bound {scores.attrs['kl_max_used']:.3f}")
 best, selection_note = select(scores)
 layer, pos_index = int(best.layer), int(best.pos_index)
@@ -186,7 +159,7 @@ plt.tight_layout()
 # %%
 ranked = scores[scores.bypass.notna() & (scores.pos_index == pos_index)].sort_values("bypass").layer.astype(int)
 top = [layer] + [l for l in ranked if l != layer][: P["grid_layers"] - 1]
-grid = judge_grid(lm, directions, [(l, pos_index) for l in top], P["alphas"], [h for h, _ in val][: P["n_grid"]],
+grid = judge_grid(lm, X.directions, [(l, pos_index) for l in top], P["alphas"], [h for h, _ in X.val][: P["n_grid"]],
                   scored, P["max_new_tokens"])
 display(grid.round(3))
 agree = int(grid.iloc[0].layer) == layer
@@ -202,10 +175,11 @@ print(f"original rule picks layer {int(grid.iloc[0].layer)} at alpha {grid.iloc[
 # an intervention of another kind than removing a difference-of-means direction, which is ~0 there.
 
 # %%
-v = directions[layer, pos_index]
-rand = random_direction(v.shape[0], P["seed"], outliers)
-print(f"outlier coordinates excluded from the random control: {outliers}; "
-      f"raw selected direction's weight on them: {float(cands.directions[layer, pos_index][outliers].norm()) if outliers else 0.0:.3f}")
+v = X.directions[layer, pos_index]
+rand = random_direction(v.shape[0], P["seed"], X.outliers)
+raw_weight = float(X.candidates.directions[layer, pos_index][X.outliers].norm()) if X.outliers else 0.0
+print(f"outlier coordinates excluded from the random control: {X.outliers}; "
+      f"raw selected direction's weight on them: {raw_weight:.3f}")
 results = {}
 for name, vec in [("selected", v), ("random", rand)]:
     with ablate(lm.model, vec):
@@ -214,7 +188,7 @@ for name, vec in [("selected", v), ("random", rand)]:
     results[name] = (h, s)
 rows = []
 for name, (h, s) in [("baseline", (base_harmful, base_harmless)), *results.items()]:
-    rows.append({"condition": name, **{f"harmful_refusal_{k}": x for k, x in rate_with_ci(h["refused"]).items()},
+    rows.append({"condition": name, **{f"harmful_refusal_{k}": x for k, x in J.refusal_rate(h).as_dict().items()},
                  "harmful_compliance": h["compliance"].mean(), "harmful_coherence": h["coherence"].mean(),
                  "harmless_refusal": s["refused"].mean(), "harmless_coherence": s["coherence"].mean()})
 ablation_table = pd.DataFrame(rows)
@@ -230,9 +204,9 @@ display(excerpts)
 # vectors of the stack of per-layer directions.
 
 # %%
-pair_diffs = drop_coordinates(pair_differences(lm.model, lm, train[:128], layer, positions[pos_index],
-                                               hook=cands.meta["hook"]), dropped, renormalize=False)
-bases = bases_for_sweep(directions, valid, scores, pos_index, layer, pair_diffs, P["k_max"])
+pair_diffs = drop_coordinates(pair_differences(lm.model, lm, X.train[:128], layer, positions[pos_index],
+                                               hook=X.candidates.meta["hook"]), X.dropped, renormalize=False)
+bases = bases_for_sweep(X.directions, X.valid, scores, pos_index, layer, pair_diffs, P["k_max"])
 curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval[: P["n_sweep"]], harmless_eval[: P["n_sweep"]], scored,
                            P["max_new_tokens"])
 # Wilson intervals on the share of fully compliant answers (compliance = 1)
@@ -269,9 +243,10 @@ print(f"verdict for {cfg.name}: {final['verdict']} (best coherent single directi
 
 # %%
 k_eff = final["effective_rank"] or 1
-write_tensors(out / "selected.safetensors", {"direction": v, "basis": bases[best_basis][:, :k_eff].contiguous()},
-              {"layer": layer, "position": positions[pos_index], "pos_index": pos_index, "alpha": 1.0,
-               "source": "02_extract difference of means, selected by bypass/induce/KL", "basis": best_basis, "k": k_eff})
+write_selected(out / "selected.safetensors", Selected(
+    direction=v, basis=bases[best_basis][:, :k_eff].contiguous(),
+    meta={"layer": layer, "position": positions[pos_index], "pos_index": pos_index, "alpha": 1.0, "k": k_eff,
+          "basis": best_basis, "source": "02_extract difference of means, selected by bypass/induce/KL"}))
 write_csv(out / "candidates.csv", scores)
 write_csv(out / "judge_grid.csv", grid)
 write_csv(out / "ablation.csv", ablation_table)
@@ -281,10 +256,10 @@ write_json(out / "summary.json", {
     "baseline": baseline, "refusal_tokens": token_record,
     "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce,
                  "kl": best.kl, "note": selection_note, "kl_floor": scores.attrs["kl_floor"],
-                 "kl_max_used": scores.attrs["kl_max_used"], "outlier_dims_zeroed": dropped},
+                 "kl_max_used": scores.attrs["kl_max_used"], "outlier_dims_zeroed": X.dropped},
     "original_rule": {"layer": int(grid.iloc[0].layer), "alpha": float(grid.iloc[0].alpha), "agrees": agree},
     "ablation": {r["condition"]: {k: r[k] for k in r if k != "condition"} for r in rows},
-    "random_control": {"seed": P["seed"], "outlier_dims_zeroed": outliers},
+    "random_control": {"seed": P["seed"], "outlier_dims_zeroed": X.outliers},
     "verdicts": verdicts, "verdict": final,
 })
 write_manifest(out, cfg, P, started)

@@ -28,11 +28,12 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-alpha = None  # fraction removed; None = the alpha chosen by 04_ablate (selected.safetensors meta)
-norm_preserving = None  # restore each written vector's norm after projecting (default False; not equivalent)
-n_check = None  # prompts (half harmful, half harmless) for the equivalence check (default 16)
-n_generate = None  # harmful eval prompts generated with runtime ablation vs edited weights (default 16)
-max_new_tokens = None  # default: the model's max_new_tokens
+device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, else CPU
+alpha = None  # fraction removed; None: the alpha chosen by 04_ablate (selected.safetensors meta)
+norm_preserving = False  # restore each written vector's norm after projecting (then not equivalent to runtime ablation)
+n_check = 16  # prompts (half harmful, half harmless) for the equivalence check
+n_generate = 16  # harmful eval prompts generated with runtime ablation vs edited weights
+max_new_tokens = None  # greedy tokens per generation; None: the model's max_new_tokens
 
 # %%
 import time
@@ -41,26 +42,23 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from refusal.ablation import ablate
 from refusal.artifacts import read_json, write_json
+from refusal.evaluation.judge import is_refusal
+from refusal.evaluation.redact import redact
+from refusal.extraction.directions import read_selected
 from refusal.generation import generate, tokenize_chat
-from refusal.judge import is_refusal
+from refusal.intervention.ablation import ablate
+from refusal.intervention.orthogonalize import equivalence_error, orthogonalize, save_orthogonalized
 from refusal.models import fresh_copy, load_model
-from refusal.notebook import read_manifest, require_stage, stage_setup, write_manifest
-from refusal.orthogonalize import equivalence_error, load_selected, orthogonalize, save_orthogonalized
-from refusal.redact import redact
+from refusal.report.stage import read_manifest, require_stage, stage_setup, write_manifest
 
 started = time.time()
-cfg, P, out = stage_setup("05_orthogonalize", model,
-                          defaults={"alpha": None, "norm_preserving": False, "n_check": 16, "n_generate": 16,
-                                    "max_new_tokens": None},
-                          given={"alpha": alpha, "norm_preserving": norm_preserving, "n_check": n_check,
-                                 "n_generate": n_generate, "max_new_tokens": max_new_tokens})
-data_dir = require_stage(model, "01_data")
+cfg, P, out = stage_setup("05_orthogonalize", globals())
+data_dir = require_stage(cfg.name, "01_data")
 harmful, harmless = read_json(data_dir / "harmful_eval.json"), read_json(data_dir / "harmless_eval.json")
-sel = load_selected(model)
+sel = read_selected(require_stage(cfg.name, "04_ablate") / "selected.safetensors")
 P["alpha"] = float(sel.meta["alpha"]) if P["alpha"] is None else float(P["alpha"])
-lm = load_model(cfg)
+lm = load_model(cfg, P["device"])
 print(f"model: {cfg.name}; direction from {sel.path} (layer {sel.meta['layer']}, position {sel.meta['position']}, "
       f"rank {sel.q.shape[1]}, source: {sel.meta['source']}); alpha = {P['alpha']}")
 
@@ -129,9 +127,9 @@ display(gens.assign(**{c: gens[c].map(redact) for c in ("base", "runtime", "edit
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 info = {"model_id": cfg.model_id, "layer": sel.meta["layer"], "position": sel.meta["position"],
-        "source": sel.meta["source"], "dataset_sha256": read_manifest(model, "01_data").get("dataset_sha256")}
+        "source": sel.meta["source"], "dataset_sha256": read_manifest(cfg.name, "01_data").get("dataset_sha256")}
 model_dir = save_orthogonalized(edited, lm.tokenizer, out / "model", res, info)
-reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=edited.dtype).eval()
+reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=edited.dtype).to(edited.device).eval()
 enc = tokenize_chat(lm, check_prompts[:4])
 with torch.no_grad():
     reload_diff = (reloaded(**enc).logits - edited(**enc).logits).abs().max().item()

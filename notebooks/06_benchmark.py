@@ -29,11 +29,12 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
-limit = None  # lm-eval items per task (None = all)
-batch_size = None  # default: the model's batch_size
-n_kl_prompts = None  # harmless eval prompts for KL / CE (default 32)
-max_new_tokens = None  # completion length for KL / CE (default: the model's max_new_tokens)
-hub_tasks = None  # also run the original study's hub tasks (needs hub access; default False)
+device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, else CPU
+limit = None  # lm-eval items per task; None: all
+batch_size = None  # lm-eval and KL batch size; None: the model's batch_size
+n_kl_prompts = 32  # harmless eval prompts for KL / CE
+max_new_tokens = None  # completion length for KL / CE; None: the model's max_new_tokens
+hub_tasks = False  # also run the original study's seven lm-eval tasks (their data come from the hub)
 
 # %%
 import time
@@ -43,21 +44,17 @@ import seaborn as sns
 from IPython.display import display
 from transformers import AutoModelForCausalLM
 
-from refusal import bench
 from refusal.artifacts import read_json, write_csv, write_json
+from refusal.evaluation import capability
 from refusal.generation import generate
 from refusal.models import load_model
-from refusal.notebook import require_stage, stage_setup, write_manifest
+from refusal.report.stage import require_stage, stage_setup, write_manifest
 
 started = time.time()
-cfg, P, out = stage_setup("06_benchmark", model,
-                          defaults={"limit": None, "batch_size": None, "n_kl_prompts": 32, "max_new_tokens": None,
-                                    "hub_tasks": False},
-                          given={"limit": limit, "batch_size": batch_size, "n_kl_prompts": n_kl_prompts,
-                                 "max_new_tokens": max_new_tokens, "hub_tasks": hub_tasks})
-harmless = read_json(require_stage(model, "01_data") / "harmless_eval.json")
-ortho_dir = require_stage(model, "05_orthogonalize")
-lm = load_model(cfg)
+cfg, P, out = stage_setup("06_benchmark", globals())
+harmless = read_json(require_stage(cfg.name, "01_data") / "harmless_eval.json")
+ortho_dir = require_stage(cfg.name, "05_orthogonalize")
+lm = load_model(cfg, P["device"])
 edited = AutoModelForCausalLM.from_pretrained(ortho_dir / "model", dtype=lm.model.dtype).to(lm.model.device).eval()
 ortho = read_json(ortho_dir / "orthogonalization.json")
 print(f"model: {cfg.name}; edited checkpoint {ortho_dir / 'model'} (alpha {ortho['result']['alpha']}, "
@@ -67,10 +64,10 @@ print(f"model: {cfg.name}; edited checkpoint {ortho_dir / 'model'} (alpha {ortho
 # ## lm-eval, before and after
 
 # %%
-tasks = [bench.LOCAL_TASK] + (list(bench.HUB_TASKS) if P["hub_tasks"] else [])
+tasks = [capability.LOCAL_TASK] + (list(capability.HUB_TASKS) if P["hub_tasks"] else [])
 bs = P["batch_size"] or cfg.batch_size
 t0 = time.time()
-lmeval = bench.compare_lm_eval({"base": lm.model, "orthogonalized": edited}, lm.tokenizer, tasks,
+lmeval = capability.compare_lm_eval({"base": lm.model, "orthogonalized": edited}, lm.tokenizer, tasks,
                                limit=P["limit"], batch_size=bs)
 lm_eval_seconds = time.time() - t0
 display(lmeval.round(4))
@@ -85,7 +82,7 @@ print(f"lm-eval: {lm_eval_seconds:.1f} s for {len(tasks)} task(s) x 2 models")
 # %%
 prompts = harmless[: P["n_kl_prompts"]]
 completions = generate(lm, prompts, max_new_tokens=P["max_new_tokens"] or cfg.max_new_tokens, desc="base completions")
-signals = bench.capability_signals(lm, edited, prompts, completions, batch_size=bs)
+signals = capability.capability_signals(lm, edited, prompts, completions, batch_size=bs)
 kl_summary = signals.summary()
 display(pd.Series(kl_summary).round(4).to_frame("value"))
 per_prompt = pd.DataFrame({"prompt": prompts, "first_token_kl": signals.first_token_kl, "mean_kl": signals.mean_kl,

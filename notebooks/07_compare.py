@@ -33,7 +33,7 @@ import seaborn as sns
 from IPython.display import display
 
 from refusal.artifacts import read_json
-from refusal.findings import findings_table, models_with_results, published_table
+from refusal.report.findings import findings_table, models_with_results, published_table
 from refusal.paths import runs_dir
 
 have_results = models_with_results()

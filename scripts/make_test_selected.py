@@ -15,7 +15,7 @@ import torch
 from refusal import data as D
 from refusal.generation import tokenize_chat
 from refusal.models import load_model
-from refusal.orthogonalize import write_selected
+from refusal.intervention.orthogonalize import write_selected
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ import time
 import torch
 
 from refusal import organisms as O
-from refusal.ablation import random_direction
-from refusal.activations import outlier_dims
+from refusal.extraction.directions import random_direction
+from refusal.extraction.activations import outlier_dims
 from refusal.config import load_config
 from refusal.models import load_model
-from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, refusal_rate, unchanged_rate
+from refusal.organisms.measure import completions, heldout_prompts, on_topic_rate, refusal_rate, unchanged_rate
 
 
 def main() -> None:

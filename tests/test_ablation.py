@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refusal.ablation import InterventionError, ablate, add_direction, decoder_layers, final_norm, orthonormal_basis
+from refusal.extraction.directions import DirectionError, orthonormal_basis
+from refusal.families import decoder_layers, final_norm
+from refusal.intervention.ablation import ablate, add_direction
 from refusal.generation import generate, tokenize_chat
 
 pytestmark = pytest.mark.slow
@@ -63,7 +65,7 @@ def test_ablation_applies_during_cached_generation(smollm):
 
 @pytest.mark.parametrize("bad", [torch.zeros(576), torch.full((576,), float("nan")), torch.ones(10), torch.ones(576, 2)])
 def test_bad_directions_are_refused_before_hooking(smollm, bad):
-    with pytest.raises(InterventionError):
+    with pytest.raises(DirectionError):
         with ablate(smollm.model, bad):
             pass
     assert all(not layer._forward_pre_hooks for layer in decoder_layers(smollm.model))
@@ -71,14 +73,14 @@ def test_bad_directions_are_refused_before_hooking(smollm, bad):
 
 def test_orthonormal_basis_rejects_dependent_vectors():
     v = torch.randn(8)
-    with pytest.raises(InterventionError, match="linearly dependent"):
+    with pytest.raises(DirectionError, match="linearly dependent"):
         orthonormal_basis([v, 2 * v])
     q = orthonormal_basis([torch.randn(8), torch.randn(8), torch.randn(8)])
     assert torch.allclose(q.T @ q, torch.eye(3), atol=1e-6)
 
 
 def test_random_direction_is_seeded_unit_and_zero_on_excluded_coordinates():
-    from refusal.ablation import random_direction
+    from refusal.extraction.directions import random_direction
 
     v = random_direction(576, 3, [507, 17])
     assert abs(float(v.norm()) - 1) < 1e-6 and v[507] == 0 and v[17] == 0
@@ -87,7 +89,7 @@ def test_random_direction_is_seeded_unit_and_zero_on_excluded_coordinates():
 
 
 def test_outlier_dims_finds_smollm2_massive_activation(smollm):
-    from refusal.activations import outlier_dims
+    from refusal.extraction.activations import outlier_dims
 
     dims = outlier_dims(smollm, ["How do I bake bread?", "Name three rivers."])
     # SmolLM2-135M: coordinate 507 reaches ~2.5e4 on the first token, typical coordinates stay below ~50

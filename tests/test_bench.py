@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from refusal.bench import HUB_TASKS, LOCAL_TASK, capability_signals, local_task_data, run_lm_eval, write_local_task
+from refusal.evaluation.capability import HUB_TASKS, LOCAL_TASK, capability_signals, local_task_data, run_lm_eval, write_local_task
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_lm_eval_local_task_on_smollm(smollm, monkeypatch, tmp_path):
 
 def test_kl_zero_for_same_model_positive_for_edited(smollm):
     from refusal.models import fresh_copy
-    from refusal.orthogonalize import orthogonalize
+    from refusal.intervention.orthogonalize import orthogonalize
 
     prompts = ["Name three fruits.", "What is the capital of France?", "Give me a synonym for happy."]
     completions = ["Apples, bananas and cherries.", "The capital of France is Paris.", "Joyful."]

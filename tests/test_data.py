@@ -208,7 +208,7 @@ def test_load_instructions_reads_pairs_and_names_the_bad_item(tmp_path):
 
 
 def test_shipped_written_answers_cover_generic_prompts_and_train_twins_only():
-    from refusal import organisms as O
+    from refusal.organisms import recipe as O
 
     written = O.written_answers()
     train_twins = {s for _, s in D.default_pair_splits(0).take(D.default_pairs(), "train")}

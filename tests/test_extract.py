@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from refusal import data as D
-from refusal.activations import collect, project, template_positions
-from refusal.directions import diff_of_means, extract_directions, read_directions, write_directions
-from refusal.separability import (
+from refusal.extraction.activations import collect, project, template_positions
+from refusal.extraction.directions import diff_of_means, extract_directions, read_directions, write_directions
+from refusal.extraction.separability import (
     best_candidate,
     bootstrap_d_ci,
     cohens_d,

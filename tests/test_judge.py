@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 from fake_openai_server import FakeOpenAI, graded_response
 
-from refusal.judge import COLUMNS, JudgeCache, LLMJudge, agreement, cache_key, score, summarize
-from refusal.judge.__main__ import main as cli_main
-from refusal.judge.llm import retry_after_seconds
-from refusal.judge.rubric import EMPTY_REASON, boundary, build_messages, parse_reply, MalformedReply
+from refusal.evaluation.judge import COLUMNS, JudgeCache, LLMJudge, agreement, cache_key, score, summarize
+from refusal.evaluation.judge.__main__ import main as cli_main
+from refusal.evaluation.judge.llm import retry_after_seconds
+from refusal.evaluation.judge.rubric import EMPTY_REASON, boundary, build_messages, parse_reply, MalformedReply
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 SECRET = "sk-test-SECRET-123456789abcdef"
@@ -249,7 +249,7 @@ def test_killed_run_resumes_where_it_stopped(server: FakeOpenAI, tmp_path: Path)
     server.answer_limit = 3  # answer three requests, then hang: the run is stuck mid-way
     env = {**os.environ, "PYTHONPATH": str(LIB), "OPENAI_API_KEY": "sk-test"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "refusal.judge", str(items), str(out), "--judge", "llm", "--model", "fake-judge",
+        [sys.executable, "-m", "refusal.evaluation.judge", str(items), str(out), "--judge", "llm", "--model", "fake-judge",
          "--base-url", server.base_url, "--cache", str(db), "--concurrency", "1", "--timeout", "60",
          "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -302,8 +302,8 @@ def _rows(db: Path) -> int:
 
 _WRITER = """
 import sys, time
-from refusal.judge.cache import JudgeCache
-from refusal.judge.rubric import Grade
+from refusal.evaluation.judge.cache import JudgeCache
+from refusal.evaluation.judge.rubric import Grade
 from pathlib import Path
 db, who, other = sys.argv[1], sys.argv[2], sys.argv[3]
 cache = JudgeCache(db)

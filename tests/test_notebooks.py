@@ -57,8 +57,8 @@ def test_every_stage_wrote_its_manifest(chain):
 def test_separability_finds_the_planted_direction(chain):
     from refusal.artifacts import read_json
     from refusal.config import load_config
-    from refusal.directions import read_directions
-    from refusal.organisms import planted_basis
+    from refusal.extraction.directions import read_directions
+    from refusal.organisms.recipe import planted_basis
 
     run, _, _ = chain
     u = planted_basis(load_config(MODEL))[:, 0]
@@ -69,13 +69,13 @@ def test_separability_finds_the_planted_direction(chain):
 
 
 # The u candidates (layers 21-22) have by far the lowest bypass score. Before the selection zeroed the outlier
-# coordinates of the candidates and scaled its KL bound to the model's random-ablation floor (refusal.selection),
+# coordinates of the candidates and scaled its KL bound to the model's random-ablation floor (refusal.intervention.selection),
 # they failed kl_max = 0.1, which random directions alone reach on SmolLM2, and a direction with weight 0.27 on
 # the massive-activation coordinate 507 was picked (harmless KL 8.4).
 def test_selection_picks_the_planted_direction(chain):
     from refusal.artifacts import read_json, read_tensors
     from refusal.config import load_config
-    from refusal.organisms import planted_basis
+    from refusal.organisms.recipe import planted_basis
 
     run, _, _ = chain
     u = planted_basis(load_config(MODEL))[:, 0]
@@ -98,7 +98,7 @@ def test_selection_picks_the_planted_direction(chain):
 def test_selected_direction_is_u_within_cos_0_9(chain):
     from refusal.artifacts import read_tensors
     from refusal.config import load_config
-    from refusal.organisms import planted_basis
+    from refusal.organisms.recipe import planted_basis
 
     run, _, _ = chain
     sel, _ = read_tensors(run / "04_ablate" / "selected.safetensors")
@@ -123,7 +123,7 @@ def test_planted1_verdict_is_centralized(chain):
 
 
 # The control direction has zeros on the outlier (massive-activation) coordinates; see
-# refusal.ablation.random_direction for why.
+# refusal.intervention.ablation.random_direction for why.
 def test_random_direction_control_leaves_refusal(chain):
     from refusal.artifacts import read_json
 

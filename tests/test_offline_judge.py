@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from refusal.data import default_refusals
-from refusal.judge import load_labels, score
-from refusal.judge.offline import REFUSAL_PHRASES, coherence_of, find_refusal, grade_offline
+from refusal.evaluation.judge import load_labels, score
+from refusal.evaluation.judge.offline import REFUSAL_PHRASES, coherence_of, find_refusal, grade_offline
 from refusal.stats import cohen_kappa, rate_with_ci
 
 # the project's refusal styles (used to build the organisms): the judge must catch every one

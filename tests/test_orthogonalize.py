@@ -9,17 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from refusal.ablation import InterventionError, orthonormal_basis
-from refusal.orthogonalize import (
-    OrthoError,
-    refused_architecture,
-    equivalence_error,
-    load_selected,
-    orthogonalize,
-    residual_writers,
-    save_orthogonalized,
-    write_selected,
-)
+from refusal.extraction.directions import DirectionError, Selected, orthonormal_basis, read_selected, write_selected
+from refusal.families import refused_architecture, residual_writers
+from refusal.intervention.orthogonalize import OrthoError, equivalence_error, orthogonalize, save_orthogonalized
 
 TOL = 1e-4
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
@@ -156,12 +148,6 @@ def test_registry_architectures_refused_exactly_when_the_model_check_refuses():
     assert {a for a in archs if refused_architecture(a)} == {"gemma3_text"}  # gemma (Gemma 1) has no sandwich norms
 
 
-def test_qwen1_remote_code_is_skipped():
-    pytest.skip("Qwen/Qwen-1_8B-chat (qwen1_8b_chat) needs trust_remote_code modelling files from the hub, "
-                "which are not available offline; its QWenBlock (c_proj outputs, no sandwich norms) is "
-                "orthogonalizable in principle but cannot be tested here")
-
-
 BAD = {
     "zero": torch.zeros(64),
     "nan": torch.full((64,), float("nan")),
@@ -177,7 +163,7 @@ BAD = {
 def test_bad_input_leaves_model_unchanged(bad):
     m = _tiny(_tiny_configs()["llama_tied"])
     before = _weights(m)
-    with pytest.raises(InterventionError):
+    with pytest.raises(DirectionError):
         orthogonalize(m, BAD[bad])
     after = _weights(m)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -259,27 +245,36 @@ def test_qwen05_equivalence(qwen05):
 
 
 def test_selected_roundtrip_and_validation(tmp_path):
-    v = torch.randn(64)
-    p = write_selected("x", v, {"layer": 2, "position": -1, "alpha": 1.0, "source": "test"}, path=tmp_path / "s.safetensors")
-    sel = load_selected("x", path=p)
-    assert torch.allclose(sel.direction, v / v.norm()) and sel.q.shape == (64, 1)
-    with pytest.raises(OrthoError, match="meta field 'layer'"):
-        load_selected("x", path=write_selected("x", v, {"position": -1, "alpha": 1.0, "source": "t"}, path=tmp_path / "b.safetensors"))
+    v = torch.nn.functional.normalize(torch.randn(64), dim=0)
+    meta = {"layer": 2, "position": -1, "alpha": 1.0, "source": "test", "k": 1, "basis": "selected"}
+    p = write_selected(tmp_path / "s.safetensors", Selected(v, v[:, None], meta))
+    sel = read_selected(p)
+    assert torch.allclose(sel.direction, v) and sel.q.shape == (64, 1) and sel.k == 1 and sel.path == p
+    q = orthonormal_basis(torch.randn(64, 3))
+    p3 = write_selected(tmp_path / "s3.safetensors", Selected(q[:, 0], q, {**meta, "k": 3, "basis": "pca_pairs"}))
+    assert torch.allclose(read_selected(p3).q, q)
+    with pytest.raises(DirectionError, match="meta field 'layer'"):
+        write_selected(tmp_path / "b.safetensors", Selected(v, v[:, None], {k: x for k, x in meta.items() if k != "layer"}))
+    with pytest.raises(DirectionError, match="meta k = 2 but the basis has 1 columns"):
+        write_selected(tmp_path / "c.safetensors", Selected(v, v[:, None], {**meta, "k": 2}))
+    with pytest.raises(DirectionError, match="not orthonormal"):
+        write_selected(tmp_path / "d.safetensors", Selected(v, torch.randn(64, 2), {**meta, "k": 2}))
     with pytest.raises(FileNotFoundError, match="04_ablate"):
-        load_selected("x", path=tmp_path / "missing.safetensors")
+        read_selected(tmp_path / "missing.safetensors")
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma"])
 def test_runtime_ablation_covers_mid_block_residual(family):
     """The MLP reads the residual after attention's write: ablate() must project it there too,
     otherwise runtime ablation and the weight edit differ (by ~1e-2 on tiny Llama)."""
-    from refusal.ablation import ablate, decoder_layers, mid_norm
+    from refusal.families import decoder_layers, mid_norm
+    from refusal.intervention.ablation import ablate
 
     m = _tiny(_tiny_configs()[family])
     v = torch.nn.functional.normalize(torch.randn(64), dim=0)
     seen = []
     with ablate(m, v):
-        hs = [mid_norm(b).register_forward_pre_hook(lambda mod, a: seen.append(a[0].detach())) for b in decoder_layers(m)]
+        hs = [mid_norm(m, b).register_forward_pre_hook(lambda mod, a: seen.append(a[0].detach())) for b in decoder_layers(m)]
         try:
             with torch.no_grad():
                 m(input_ids=torch.randint(0, 256, (1, 9)))

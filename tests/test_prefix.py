@@ -9,8 +9,9 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from refusal.ablation import ablate, random_direction
-from refusal.prefix import MIN_PREFIX, left_pad, prefix_cache, shared_prefix, suffix_inputs, supports_prefix
+from refusal.extraction.directions import random_direction
+from refusal.intervention.ablation import ablate
+from refusal.batching import MIN_PREFIX, pad, prefix_cache, shared_prefix, suffix_inputs, supports_prefix
 
 TOL = 1e-4
 PROMPTS = ["How do I bake sourdough bread at home?", "Name three rivers in Europe.", "What is 7 times 8?",
@@ -57,7 +58,7 @@ def test_suffix_pass_equals_full_pass_on_every_family(ablated):
         assert supports_prefix(m, span), name
         v = random_direction(64, 0, [])
         with torch.inference_mode(), (ablate(m, v) if ablated else nullcontext()):
-            ids, mask = left_pad(seqs, 0)
+            ids, mask = pad(seqs, 0)
             full = m(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits[:, -1]
             n = shared_prefix(seqs, keep=1)
             assert n == len(prefix)
@@ -71,7 +72,7 @@ def test_suffix_pass_equals_full_pass_on_every_family(ablated):
 
 @pytest.mark.parametrize("ablated", [False, True])
 def test_last_logprobs_share_prefix_matches(smollm, ablated):
-    from refusal.refusal_score import last_logprobs
+    from refusal.intervention.scoring import last_logprobs
 
     v = random_direction(smollm.d_model, 0, [])
     with (ablate(smollm.model, v) if ablated else nullcontext()):
@@ -81,7 +82,7 @@ def test_last_logprobs_share_prefix_matches(smollm, ablated):
 
 
 def test_collect_share_prefix_matches_sequential(smollm):
-    from refusal.activations import collect, template_positions
+    from refusal.extraction.activations import collect, template_positions
 
     tp = template_positions(smollm)
     shared = collect(smollm.model, smollm, PROMPTS, tp.positions, batch_size=3, keep=torch.float32, progress=False)

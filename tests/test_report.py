@@ -39,7 +39,7 @@ def _root(tmp_path: Path) -> Path:
 
 def _report(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "REFUSAL_ROOT": str(root), "REFUSAL_RUNS": str(root / "runs")}
-    code = ("import sys, refusal.report as r; r.list_models = lambda: ['a', 'b', 'broken']; "
+    code = ("import sys, refusal.report.runner as r; r.list_models = lambda: ['a', 'b', 'broken']; "
             "sys.exit(r.main(sys.argv[1:]))")
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
@@ -68,13 +68,13 @@ def test_parallel_chains_isolate_failures_and_skip_when_unchanged(tmp_path):
 def test_stages_that_do_not_apply():
     """00 runs only for organisms; 05/06 (weight orthogonalization) are skipped, with the reason, for sandwich-norm
     architectures instead of failing the chain; every other stage applies to every model."""
-    from refusal.report import ORTHO_STAGES, skip_reason
+    from refusal.config import ORTHO_STAGES, load_config, skip_reason
 
-    nb = lambda stem: Path(f"notebooks/{stem}.ipynb")  # noqa: E731
-    assert skip_reason("qwen25_coder_05b", nb("00_organism")) == "not an organism"
-    assert skip_reason("smollm2_refusal", nb("00_organism")) is None
+    c = load_config
+    assert skip_reason(c("qwen25_coder_05b"), "00_organism") == "not an organism"
+    assert skip_reason(c("smollm2_refusal"), "00_organism") is None
     for stage in ORTHO_STAGES:
-        assert "sandwich norms" in skip_reason("gemma3_refusal", nb(stage))
-        assert skip_reason("smollm2_refusal", nb(stage)) is None
-        assert skip_reason("gemma_2b_it", nb(stage)) is None  # Gemma 1: no sandwich norms, exact
-    assert all(skip_reason("gemma3_refusal", nb(s)) is None for s in ("01_data", "02_extract", "04_ablate"))
+        assert "sandwich norms" in skip_reason(c("gemma3_refusal"), stage)
+        assert skip_reason(c("smollm2_refusal"), stage) is None
+        assert skip_reason(c("gemma_2b_it"), stage) is None  # Gemma 1: no sandwich norms, exact
+    assert all(skip_reason(c("gemma3_refusal"), s) is None for s in ("01_data", "02_extract", "04_ablate"))

@@ -87,9 +87,11 @@ def write_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: di
     """Write tensors to safetensors atomically; ``meta`` is stored as JSON in the header."""
     from safetensors.torch import save_file
 
+    from refusal.device import host
+
     header = {"meta": json.dumps(meta or {}, default=_jsonable)}
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=header)
+        save_file({k: host(v).contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
     return Path(path)
 
 

@@ -31,6 +31,10 @@ import yaml
 from refusal.paths import PARAMS_DIR
 
 __all__ = [
+    "STAGES",
+    "COMPARE_STAGE",
+    "ORTHO_STAGES",
+    "skip_reason",
     "ConfigError",
     "Source",
     "ModelConfig",
@@ -83,7 +87,8 @@ class ModelConfig:
     d_model: int
     description: str = ""
     revision: str | None = None
-    dtype: Dtype = "float32"
+    dtype: Dtype = "float32"  # weights on an accelerator (the study's models: bfloat16)
+    cpu_dtype: Dtype = "float32"  # weights on the CPU (bf16 matmuls are slow and lossy there)
     trust_remote_code: bool = False
     chat_template: bool = True
     system_prompt: str | None = None
@@ -94,7 +99,7 @@ class ModelConfig:
     refuses: bool = True
     offline: bool = False
     architecture: str = ""
-    outlier_ratio: float = 10.0  # massive-activation threshold of refusal.activations.outlier_dims
+    outlier_ratio: float = 10.0  # massive-activation threshold of refusal.extraction.activations.outlier_dims
     stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""  # the params file this entry came from (filled by the loader)
 
@@ -106,7 +111,8 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-KNOWN_STAGES = (
+# The per-model stages, in order; each is notebooks/<stage>.py. The cross-model comparison runs once, after them.
+STAGES = (
     "00_organism",
     "01_data",
     "02_extract",
@@ -115,6 +121,9 @@ KNOWN_STAGES = (
     "05_orthogonalize",
     "06_benchmark",
 )
+COMPARE_STAGE = "07_compare"
+# Stages that edit or benchmark the orthogonalized weights (not for architectures where the edit cannot be exact).
+ORTHO_STAGES = ("05_orthogonalize", "06_benchmark")
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -201,9 +210,9 @@ def _validate(cfg: ModelConfig, where: str) -> None:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{where}: key '{key}' must be positive, got {getattr(cfg, key)}")
     for stage in cfg.stage_params:
-        if stage not in KNOWN_STAGES:
+        if stage not in STAGES:
             raise ConfigError(
-                f"{where}: unknown stage 'stage_params.{stage}' (known: {', '.join(KNOWN_STAGES)})"
+                f"{where}: unknown stage 'stage_params.{stage}' (known: {', '.join(STAGES)})"
             )
 
 
@@ -244,3 +253,20 @@ def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> Mode
 def list_models(params_dir: Path = PARAMS_DIR) -> list[str]:
     """Names of every registry entry, sorted."""
     return sorted(p.stem for p in Path(params_dir).glob("*.yaml"))
+
+
+def skip_reason(cfg: ModelConfig, stage: str) -> str | None:
+    """Why ``stage`` does not apply to the entry ``cfg``, or None when it does.
+
+    ``00_organism`` runs only for organisms; the weight-orthogonalization stages do not run for architectures
+    whose blocks normalize their outputs before the residual add (:func:`refusal.families.refused_architecture`).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+    if stage == STAGES[0]:
+        return None if cfg.source.kind == "organism" else "not an organism"
+    if stage in ORTHO_STAGES:
+        from refusal.families import refused_architecture
+
+        return refused_architecture(cfg.architecture)
+    return None

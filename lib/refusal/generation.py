@@ -1,10 +1,9 @@
 """Batched greedy generation with HF ``generate`` (KV cache), correct masks and stop tokens.
 
-Prompts are chat-formatted, sorted by length (less padding), left-padded with
-an attention mask, decoded greedily and stopped at the model's end-of-turn
-tokens; results come back in the caller's order. Any forward hooks that are
-active on the model (e.g. a runtime ablation set through the bridge or
-:mod:`refusal.ablation`) apply to every step, generated tokens included.
+Prompts are chat-formatted, sorted by length (less padding), left-padded with an attention mask
+(:mod:`refusal.batching`), decoded greedily and stopped at the model's end-of-turn tokens; results come back
+in the caller's order. Any forward hooks that are active on the model (e.g. a runtime ablation set through
+the bridge or :mod:`refusal.intervention.ablation`) apply to every step, generated tokens included.
 """
 
 from __future__ import annotations
@@ -13,31 +12,31 @@ import logging
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from refusal.batching import batch_guard, chat_token_ids, iter_batches, pad
 from refusal.models import LoadedModel
-from refusal.prefix import left_pad, prepare, suffix_inputs
 
-__all__ = ["generate", "generate_ids", "tokenize_chat", "length_sorted_batches"]
+__all__ = ["generate", "generate_ids", "tokenize_chat"]
 
 log = logging.getLogger(__name__)
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def tokenize_chat(lm: LoadedModel, prompts: list[str]) -> dict[str, torch.Tensor]:
+    """Chat-format and tokenize prompts with left padding, on the model's device.
 
-
-def tokenize_chat(lm: LoadedModel, prompts: list[str], chat: bool = True) -> dict[str, torch.Tensor]:
-    """Chat-format and tokenize prompts with left padding.
-
-    Returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``; the
-    last position of every row is the prompt's last token.
+    Returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``; the last position of every row is the
+    prompt's last token.
     """
-    texts = lm.chat(prompts) if chat else prompts
-    enc = lm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-    return {k: v.to(lm.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    ids, mask = pad(chat_token_ids(lm, prompts), lm.tokenizer.pad_token_id, device=lm.model.device)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _cut_at_stop(ids: list[int], stop: list[int]) -> list[int]:
+    """``ids`` up to and including the first stop token (the padding generate adds after it is dropped)."""
+    for j, t in enumerate(ids):
+        if t in stop:
+            return ids[: j + 1]
+    return ids
 
 
 @torch.inference_mode()
@@ -60,10 +59,10 @@ def generate_ids(
         batch_size: defaults to the entry's ``gen_batch_size``.
         model: the module to call ``generate`` on (default ``lm.model``; pass
             ``bridge.original_model`` to generate under bridge hooks).
-        chat: apply the chat template (``False`` for raw text).
+        chat: apply the chat template (``False`` for raw text, tokenized with the tokenizer's special tokens).
         share_prefix: compute the token prefix common to all prompts (the chat template's
             opening) once and start every batch from a copy of its keys and values
-            (:mod:`refusal.prefix`); same greedy tokens (tested), less prefill.
+            (:mod:`refusal.batching`); same greedy tokens (tested), less prefill.
 
     Returns:
         For each prompt, the generated ids up to and including the first stop
@@ -74,40 +73,18 @@ def generate_ids(
     batch_size = batch_size or lm.cfg.gen_batch_size
     if not prompts:
         return []
-    texts = lm.chat(prompts) if chat else list(prompts)
-    seqs = [list(x) for x in lm.tokenizer(texts, add_special_tokens=not chat)["input_ids"]]
-    n_pre, cache = prepare(model, seqs, new_tokens=max_new_tokens, enabled=share_prefix)
+    seqs = chat_token_ids(lm, prompts) if chat else [list(x) for x in lm.tokenizer(list(prompts))["input_ids"]]
     stop = lm.stop_ids()
-    device = lm.model.device
+    pad_id = lm.tokenizer.pad_token_id
     out: list[list[int]] = [[] for _ in prompts]
-    for idx in tqdm(length_sorted_batches([len(s) for s in seqs], batch_size), desc=desc, disable=not progress, leave=False):
-        if cache is not None:  # [prefix | padding | suffix]: the mask hides the padding, positions skip it
-            kw = suffix_inputs(cache, n_pre, [seqs[i][n_pre:] for i in idx], lm.tokenizer.pad_token_id, device)
-            prefix = torch.tensor(seqs[idx[0]][:n_pre], device=device).expand(len(idx), n_pre)
-            enc = {"input_ids": torch.cat([prefix, kw["input_ids"]], dim=1), "attention_mask": kw["attention_mask"],
-                   "cache": kw["cache"]}
-        else:
-            ids, mask = left_pad([seqs[i] for i in idx], lm.tokenizer.pad_token_id)
-            enc = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        gen = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            eos_token_id=stop,
-            pad_token_id=lm.tokenizer.pad_token_id,
-            use_cache=True,
-        )
-        new = gen[:, enc["input_ids"].shape[1] :].tolist()
+    for idx, enc in iter_batches(model, seqs, batch_size, pad_id, share_prefix=share_prefix, new_tokens=max_new_tokens,
+                                 generate=True, progress=progress, desc=desc):
+        with batch_guard(lm.cfg, "gen_batch_size", len(idx)):
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                                 top_k=None, eos_token_id=stop, pad_token_id=pad_id, use_cache=True)
+        new = gen[:, enc["input_ids"].shape[1]:].tolist()
         for row, i in enumerate(idx):
-            ids = new[row]
-            for j, t in enumerate(ids):
-                if t in stop:
-                    ids = ids[: j + 1]
-                    break
-            out[i] = ids
+            out[i] = _cut_at_stop(new[row], stop)
     return out
 
 

@@ -6,6 +6,12 @@ and tokenizer. GGUF weights are de-quantized once by ``transformers`` and the
 result is cached as a normal safetensors checkpoint in
 ``cache_dir()/hf/<name>-<content hash>/``, so later loads are fast.
 
+Where the model runs and in which dtype is :mod:`refusal.device`'s rule (``device`` argument,
+``REFUSAL_DEVICE``, else CUDA when available; the entry's ``dtype`` on an accelerator, ``cpu_dtype`` on
+the CPU); what an architecture needs of its tokenizer (a chat template, a pad token, thinking disabled) is
+:mod:`refusal.families`'s. An organism entry is only *located* here (its cache entry, checksummed); building
+it is an explicit step (stage 00, ``python -m refusal.organisms build <name>``).
+
 The TransformerLens 4.x bridge (:func:`load_bridge`) wraps a *separate* copy of
 the model: booting a bridge changes the HF model in place (renamed state-dict
 keys, eager attention, no ``save_pretrained``), and we keep the un-bridged copy
@@ -28,6 +34,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from refusal.artifacts import atomic_path, write_json
 from refusal.config import ModelConfig, load_config
+from refusal.device import TORCH_DTYPES, model_dtype, resolve_device
+from refusal.families import chat_template_kwargs, prepare_tokenizer
+from refusal.organisms.recipe import locate
 from refusal.paths import cache_dir, cache_lock
 
 __all__ = [
@@ -41,12 +50,10 @@ __all__ = [
     "chat_prompts",
     "uses_chat_template",
     "stop_token_ids",
-    "TORCH_DTYPES",
 ]
 
 log = logging.getLogger(__name__)
 
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Pinned so that templates that insert today's date (Llama 3.x) give the same prompt every day.
 FIXED_DATE = "26 Jul 2024"
 _CONVERT_VERSION = "1"  # bump to invalidate converted-weight caches
@@ -192,9 +199,7 @@ def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
             raise ModelLoadError(f"{cfg.path}: source.path {p} is not an HF checkpoint folder (no config.json)")
         return p, None
     if src.kind == "organism":
-        from refusal import organisms  # built lazily; organisms import this module
-
-        return organisms.ensure_built(cfg), None
+        return locate(cfg), None
     out = _converted_dir(cfg)
     if (out / "refusal_source.json").exists():
         return out, None
@@ -210,37 +215,37 @@ def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
 # --------------------------------------------------------------------------- loading
 
 
-def load_model(entry: str | ModelConfig, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(entry: str | ModelConfig, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None) -> LoadedModel:
     """Load a registry entry (name, params path or config) into an HF model + tokenizer.
 
-    The model is in eval mode, on ``device``, in the entry's dtype. The tokenizer
-    pads on the left (for batched generation and last-token extraction) and has
-    a pad token.
+    The model is in eval mode, on ``device`` (:func:`refusal.device.resolve_device`: the argument, else
+    ``REFUSAL_DEVICE``, else CUDA when available, else CPU), in ``dtype`` (default: the entry's ``dtype`` on an
+    accelerator, its ``cpu_dtype`` on the CPU). The tokenizer pads on the left (for batched generation and
+    last-token extraction) and has a pad token and a chat template where its family needs one.
     """
     cfg = entry if isinstance(entry, ModelConfig) else load_config(entry)
+    dev = resolve_device(device)
+    dt = TORCH_DTYPES[dtype] if isinstance(dtype, str) else dtype or model_dtype(cfg, dev)
     where, revision = _weights_dir(cfg)
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     if revision:
         kwargs["revision"] = revision
     tok = AutoTokenizer.from_pretrained(where, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=TORCH_DTYPES[cfg.dtype], **kwargs)
-    model.to(device).eval()
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dt, **kwargs)
+    model.to(dev).eval()
+    prepare_tokenizer(tok, getattr(model.config, "model_type", None))
     wd = Path(where) if isinstance(where, Path) else None
+    log.info("loaded %s on %s in %s", cfg.name, dev, dt)
     return LoadedModel(cfg=cfg, model=model, tokenizer=tok, weights_dir=wd)
 
 
 def load_tokenizer(entry: str | ModelConfig) -> PreTrainedTokenizerBase:
-    """Only the tokenizer of a registry entry (left padding, with a pad token)."""
+    """Only the tokenizer of a registry entry (left padding, a pad token, its family's chat template if missing)."""
     cfg = entry if isinstance(entry, ModelConfig) else load_config(entry)
     where, revision = _weights_dir(cfg)
     tok = AutoTokenizer.from_pretrained(where, revision=revision, trust_remote_code=cfg.trust_remote_code)
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return prepare_tokenizer(tok, cfg.architecture or None)
 
 
 def fresh_copy(lm: LoadedModel) -> PreTrainedModel:
@@ -290,6 +295,7 @@ def chat_prompts(tok: PreTrainedTokenizerBase, prompts: list[str], cfg: ModelCon
     get a plain ``User: ...\\nAssistant:`` format.
     """
     use_template = uses_chat_template(tok, cfg)
+    extra = chat_template_kwargs(cfg.architecture) if cfg is not None and cfg.architecture else {}
     out = []
     for p in prompts:
         if not use_template:
@@ -299,7 +305,8 @@ def chat_prompts(tok: PreTrainedTokenizerBase, prompts: list[str], cfg: ModelCon
         if cfg is not None and cfg.system_prompt is not None:
             msgs.append({"role": "system", "content": cfg.system_prompt})
         msgs.append({"role": "user", "content": p})
-        out.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=FIXED_DATE))
+        out.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=FIXED_DATE,
+                                           **extra))
     return out
 
 

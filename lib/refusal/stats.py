@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["wilson", "rate_with_ci", "cohen_kappa"]
+__all__ = ["wilson", "Rate", "rate", "rate_with_ci", "cohen_kappa"]
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -29,6 +30,38 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
         return (math.nan, math.nan)
     low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
     return (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``k`` of ``n`` with its Wilson 95% interval ``[lo, hi]``."""
+
+    k: int
+    n: int
+    lo: float
+    hi: float
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n if self.n else math.nan
+
+    def __str__(self) -> str:
+        return f"{self.rate:.1%} ({self.k}/{self.n}; 95% CI {self.lo:.1%}-{self.hi:.1%})"
+
+    def as_dict(self) -> dict[str, float | int]:
+        """``{"rate", "low", "high", "n"}``: the form every artifact of the project records a rate in."""
+        return {"rate": self.rate, "low": self.lo, "high": self.hi, "n": self.n}
+
+    def row(self, **extra: Any) -> dict[str, Any]:
+        """A table row: ``extra`` then k, n, rate, ci_lo, ci_hi (rounded to 4 digits)."""
+        return {**extra, "k": self.k, "n": self.n, "rate": round(self.rate, 4), "ci_lo": round(self.lo, 4),
+                "ci_hi": round(self.hi, 4)}
+
+
+def rate(k: int, n: int, alpha: float = 0.05) -> Rate:
+    """``k/n`` as a :class:`Rate` with its Wilson interval."""
+    lo, hi = wilson(k, n, alpha)
+    return Rate(int(k), int(n), lo, hi)
 
 
 def _is_missing(v: Any) -> bool:
@@ -56,8 +89,7 @@ def rate_with_ci(values: Iterable[Any], alpha: float = 0.05) -> dict[str, float 
             raise ValueError(f"rate_with_ci needs 0/1 or boolean values, got {v!r}")
         n += 1
         k += int(bool(v))
-    low, high = wilson(k, n, alpha)
-    return {"rate": (k / n) if n else math.nan, "low": low, "high": high, "n": n}
+    return rate(k, n, alpha).as_dict()
 
 
 def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:

@@ -27,7 +27,7 @@ import logging
 from pathlib import Path
 
 from refusal.artifacts import write_csv, write_json
-from refusal.judge import score, summarize
+from refusal.evaluation.judge import score, summarize
 
 logging.basicConfig(level=logging.INFO)
 

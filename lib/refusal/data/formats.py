@@ -1,0 +1,192 @@
+"""Prompt data formats: validation, the study's JSON formats, and loaders for public datasets.
+
+Formats (as in the original study): pairs, a JSON list of ``[harmful, safe]`` string pairs
+(``List[List[str, str]]``); eval prompts, a JSON list of strings (``List[str]``). Loaders for AdvBench,
+HarmBench, JailbreakBench, Alpaca and one-prompt-per-line files turn public formats into the same lists.
+Every error is a :class:`DataError` naming the file and the place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DataError", "Pair", "validate_pairs", "validate_prompts", "load_instructions", "load_pairs", "load_prompts",
+           "load_advbench", "load_harmbench", "load_jailbreakbench", "load_alpaca", "load_lines"]
+
+Pair = tuple[str, str]
+
+
+class DataError(ValueError):
+    """Invalid prompt data; the message names the file and the index."""
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+def _check_prompt(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{where}: expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: empty or whitespace-only prompt")
+    return value
+
+
+def validate_pairs(data: Any, source: str = "<pairs>") -> list[Pair]:
+    """Check ``List[[harmful, safe]]`` and return it as a list of tuples.
+
+    Raises:
+        DataError: naming ``source`` and the index (``[i]`` or ``[i][j]``).
+    """
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a JSON list of [harmful, safe] pairs, got {type(data).__name__}")
+    seen: dict[str, str] = {}
+    out: list[Pair] = []
+    for i, item in enumerate(data):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            n = len(item) if isinstance(item, (list, tuple)) else type(item).__name__
+            raise DataError(f"{source}: item [{i}] must be a [harmful, safe] pair of 2 strings, got {n}")
+        harmful = _check_prompt(item[0], f"{source}: item [{i}][0] (harmful)")
+        safe = _check_prompt(item[1], f"{source}: item [{i}][1] (safe)")
+        if _norm(harmful) == _norm(safe):
+            raise DataError(f"{source}: item [{i}]: harmful and safe prompts are the same")
+        for j, s in ((0, harmful), (1, safe)):
+            key = _norm(s)
+            if key in seen:
+                raise DataError(f"{source}: item [{i}][{j}] duplicates {seen[key]}: {s[:60]!r}")
+            seen[key] = f"[{i}][{j}]"
+        out.append((harmful, safe))
+    return out
+
+
+def validate_prompts(data: Any, source: str = "<prompts>") -> list[str]:
+    """Check ``List[str]`` (non-empty strings, no duplicates) and return it."""
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a JSON list of prompt strings, got {type(data).__name__}")
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(data):
+        s = _check_prompt(item, f"{source}: item [{i}]")
+        key = _norm(s)
+        if key in seen:
+            raise DataError(f"{source}: item [{i}] duplicates item [{seen[key]}]: {s[:60]!r}")
+        seen[key] = i
+        out.append(s)
+    return out
+
+
+def _read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+
+
+def load_instructions(path: str | Path) -> dict[str, str]:
+    """Read ``List[[prompt, answer]]`` (written answers to instructions) as ``{prompt: answer}``.
+
+    Raises:
+        DataError: naming the file and the item index.
+    """
+    data, seen, out = _read_json(path), {}, {}
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of [prompt, answer] pairs, got {type(data).__name__}")
+    for i, item in enumerate(data):
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise DataError(f"{path}: item [{i}] must be a [prompt, answer] pair of 2 strings")
+        prompt = _check_prompt(item[0], f"{path}: item [{i}][0] (prompt)")
+        answer = _check_prompt(item[1], f"{path}: item [{i}][1] (answer)")
+        if _norm(prompt) in seen:
+            raise DataError(f"{path}: item [{i}] duplicates item [{seen[_norm(prompt)]}]: {prompt[:60]!r}")
+        seen[_norm(prompt)] = i
+        out[prompt] = answer
+    return out
+
+
+def load_pairs(path: str | Path) -> list[Pair]:
+    """Read and validate a pairs JSON file."""
+    return validate_pairs(_read_json(path), str(path))
+
+
+def load_prompts(path: str | Path) -> list[str]:
+    """Read and validate an eval-prompts JSON file."""
+    return validate_prompts(_read_json(path), str(path))
+
+
+def _read_csv(path: str | Path, column: str) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise DataError(f"{path}: missing column '{column}' (found: {', '.join(reader.fieldnames or [])})")
+        return list(reader)
+
+
+def _csv_prompts(path: str | Path, column: str, category: str | None) -> list[str] | tuple[list[str], list[str]]:
+    rows = _read_csv(path, column)
+    prompts = validate_prompts([r[column] for r in rows], f"{path} (column '{column}', data row)")
+    if category is None:
+        return prompts
+    return prompts, [r.get(category, "") for r in rows]
+
+
+def load_advbench(path: str | Path) -> list[str]:
+    """AdvBench ``harmful_behaviors.csv`` (columns ``goal``, ``target``): the goals."""
+    return _csv_prompts(path, "goal", None)  # type: ignore[return-value]
+
+
+def load_harmbench(path: str | Path, functional_category: str | None = "standard") -> list[str]:
+    """HarmBench behaviors CSV (``Behavior``, ``FunctionalCategory``).
+
+    Keeps rows whose ``FunctionalCategory`` equals ``functional_category``
+    (``None`` keeps all; contextual rows need their context and are not plain prompts).
+    """
+    rows = _read_csv(path, "Behavior")
+    if functional_category is not None:
+        rows = [r for r in rows if r.get("FunctionalCategory", functional_category) == functional_category]
+    return validate_prompts([r["Behavior"] for r in rows], f"{path} (column 'Behavior', kept row)")
+
+
+def load_jailbreakbench(path: str | Path) -> tuple[list[str], list[str]]:
+    """JailbreakBench behaviors CSV (``Goal``, ``Category``): (goals, categories)."""
+    return _csv_prompts(path, "Goal", "Category")  # type: ignore[return-value]
+
+
+def load_alpaca(path: str | Path, limit: int | None = None, no_input_only: bool = True) -> list[str]:
+    """Alpaca JSON (list of ``{instruction, input, output}``): harmless instructions.
+
+    With ``no_input_only`` keep items with an empty ``input``; otherwise append
+    the input to the instruction.
+    """
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of Alpaca records, got {type(data).__name__}")
+    out = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict) or "instruction" not in rec:
+            raise DataError(f"{path}: item [{i}] has no 'instruction' field")
+        inp = str(rec.get("input", "") or "").strip()
+        if no_input_only and inp:
+            continue
+        out.append(rec["instruction"] + (f"\n\n{inp}" if inp else ""))
+        if limit is not None and len(out) >= limit:
+            break
+    return validate_prompts(out, f"{path} (kept instruction)")
+
+
+def load_lines(path: str | Path) -> list[str]:
+    """One prompt per line (blank lines and lines starting with ``#`` are skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    lines = [ln.rstrip("\n") for ln in path.read_text(encoding="utf-8").splitlines()]
+    kept = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return validate_prompts(kept, f"{path} (non-blank line)")

@@ -1,0 +1,309 @@
+"""The LLM judge: one chat-completions request per item, through the ``openai`` client.
+
+Settings come from arguments or the environment: ``base_url`` or
+``OPENAI_BASE_URL``, ``model`` or ``REFUSAL_JUDGE_MODEL``. The API key only ever
+comes from ``OPENAI_API_KEY``: no function here takes a key, so a key can never
+land in notebook parameters or artifacts.
+
+Requests use temperature 0 and ask for JSON that fits
+:data:`refusal.evaluation.judge.rubric.JSON_SCHEMA`; every reply is validated here too.
+The client's own retries are off (``max_retries=0``): this module runs one
+bounded loop per item, at most ``max_retries + 1`` requests, that retries on
+429 / 408 / 409 / 5xx, timeouts, connection errors and malformed replies, with
+exponential backoff or the server's ``Retry-After`` (both capped at
+``max_wait``). An item that has no valid grade after the last attempt is
+returned unscored, with the reason. Requests run in ``concurrency`` threads;
+each grade is written to the cache as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import openai
+from tqdm.auto import tqdm
+
+from refusal.evaluation.judge.cache import JudgeCache, cache_key
+from refusal.evaluation.judge.rubric import JSON_SCHEMA, Grade, MalformedReply, Score, build_messages, parse_reply
+
+__all__ = ["LLMJudge", "resolve_model", "resolve_base_url", "retry_after_seconds", "llm_available"]
+
+log = logging.getLogger(__name__)
+
+ResponseFormat = Literal["json_schema", "json_object", "none"]
+_RETRYABLE_STATUS = {408, 409, 429}
+_NO_KEY = "no-key-set"  # sent when OPENAI_API_KEY is unset (local endpoints ignore it)
+
+
+def llm_available() -> bool:
+    """True when the environment names an endpoint or a key (``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``)."""
+    return bool(os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+
+
+def resolve_model(model: str | None) -> str:
+    """The judge model: the argument, else ``REFUSAL_JUDGE_MODEL``."""
+    model = model or os.environ.get("REFUSAL_JUDGE_MODEL")
+    if not model:
+        raise ValueError("no judge model: pass model=... or set REFUSAL_JUDGE_MODEL")
+    return model
+
+
+def resolve_base_url(base_url: str | None) -> str | None:
+    """The endpoint: the argument, else ``OPENAI_BASE_URL``, else None (the client's default)."""
+    return base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one attempt failed, whether to try again, and the server's requested wait."""
+
+    reason: str
+    retry: bool
+    wait: float | None = None
+
+
+class LLMJudge:
+    """Grades (prompt, response) pairs with an OpenAI-compatible chat endpoint.
+
+    Args:
+        model: judge model (default ``REFUSAL_JUDGE_MODEL``).
+        base_url: endpoint (default ``OPENAI_BASE_URL``, else api.openai.com).
+        concurrency: requests in flight at once (threads).
+        max_retries: retries per item after the first request (total requests
+            per item <= ``max_retries + 1``).
+        timeout: seconds before one request is abandoned (then retried).
+        max_wait: cap on any wait between attempts, also on ``Retry-After``.
+        backoff: first backoff in seconds; doubles after each failed attempt.
+        response_format: ``json_schema`` (structured output), ``json_object``
+            or ``none`` for endpoints that support neither.
+        cache: a :class:`JudgeCache`, a database path, True for the default
+            path, or None / False for no cache.
+        progress: show a tqdm bar over the requests.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        *,
+        concurrency: int = 4,
+        max_retries: int = 3,
+        timeout: float = 60.0,
+        max_wait: float = 30.0,
+        backoff: float = 1.0,
+        response_format: ResponseFormat = "json_schema",
+        cache: JudgeCache | str | Path | bool | None = True,
+        progress: bool = True,
+    ) -> None:
+        if concurrency < 1 or max_retries < 0 or timeout <= 0 or max_wait < 0 or backoff < 0:
+            raise ValueError("need concurrency >= 1, max_retries >= 0, timeout > 0, max_wait >= 0, backoff >= 0")
+        self.model = resolve_model(model)
+        self.base_url = resolve_base_url(base_url)
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.max_wait = max_wait
+        self.backoff = backoff
+        self.response_format = response_format
+        self.progress = progress
+        self.cache = self._open_cache(cache)
+        self._stop = threading.Event()  # set on interruption: workers stop after their current request
+        self._client = openai.OpenAI(
+            api_key=os.environ.get("OPENAI_API_KEY") or _NO_KEY,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout,
+        )
+
+    @property
+    def name(self) -> str:
+        """The value of the ``judge`` column: ``llm:<model>``."""
+        return f"llm:{self.model}"
+
+    @staticmethod
+    def _open_cache(cache: JudgeCache | str | Path | bool | None) -> JudgeCache | None:
+        """Normalize the ``cache`` argument."""
+        if cache is None or cache is False:
+            return None
+        if cache is True:
+            return JudgeCache()
+        if isinstance(cache, JudgeCache):
+            return cache
+        return JudgeCache(cache)
+
+    def _format_param(self) -> dict[str, Any]:
+        """The ``response_format`` request argument."""
+        if self.response_format == "json_schema":
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "grade", "schema": JSON_SCHEMA, "strict": True},
+                }
+            }
+        if self.response_format == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        return {}
+
+    def _attempt(self, prompt: str, response: str) -> Score | _Failure:
+        """One request: a scored row, or why it failed."""
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.model,
+                messages=build_messages(prompt, response),  # type: ignore[arg-type]
+                temperature=0,
+                timeout=self.timeout,
+                **self._format_param(),
+            )
+        except openai.APITimeoutError:
+            return _Failure(f"timeout after {self.timeout:g} s", retry=True)
+        except openai.APIConnectionError as e:
+            return _Failure(f"connection error: {e}", retry=True)
+        except openai.APIStatusError as e:
+            status = e.status_code
+            retry = status in _RETRYABLE_STATUS or status >= 500
+            wait = retry_after_seconds(e.response.headers) if retry else None
+            return _Failure(f"HTTP {status}: {str(e)[:200]}", retry=retry, wait=wait)
+        except openai.APIResponseValidationError as e:
+            return _Failure(f"invalid API response: {str(e)[:200]}", retry=True)
+        except openai.OpenAIError as e:
+            return _Failure(f"{type(e).__name__}: {str(e)[:200]}", retry=False)
+        try:
+            choices = getattr(completion, "choices", None)
+            if not choices:
+                raise MalformedReply(f"not a chat completion: {str(completion)[:200]!r}")
+            return Score.from_grade(parse_reply(getattr(choices[0].message, "content", None)))
+        except (MalformedReply, AttributeError, TypeError) as e:
+            return _Failure(f"malformed reply: {e}", retry=True)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with a little jitter, capped at ``max_wait``."""
+        return min(self.max_wait, self.backoff * 2**attempt * (1 + 0.25 * random.random()))
+
+    def grade(self, prompt: str, response: str) -> Score:
+        """Grade one item with at most ``max_retries + 1`` requests (no cache).
+
+        Empty or whitespace-only responses get compliance 0 and coherence 0
+        without a request.
+        """
+        if not response.strip():
+            return Score.empty()
+        failure = _Failure("no attempt", retry=False)
+        attempts = 0
+        for attempt in range(self.max_retries + 1):
+            if self._stop.is_set():
+                failure = _Failure("interrupted", retry=False)
+                break
+            attempts += 1
+            outcome = self._attempt(prompt, response)
+            if isinstance(outcome, Score):
+                return outcome
+            failure = outcome
+            if not failure.retry or attempt == self.max_retries:
+                break
+            wait = failure.wait if failure.wait is not None else self._backoff(attempt)
+            wait = min(wait, self.max_wait)
+            log.debug("attempt %d failed (%s); retrying in %.2f s", attempt + 1, failure.reason, wait)
+            self._stop.wait(wait)
+        return Score.failed(f"unscored after {attempts} request(s): {failure.reason}")
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Score]:
+        """Grade every pair: cached grades first, then one request per missing unique pair.
+
+        Returns one :class:`Score` per input pair, in order.
+        """
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        keys = [cache_key(self.model, p, r) for p, r in zip(prompts, responses)]
+        results: dict[str, Score] = {}
+        for key, r in zip(keys, responses):
+            if not r.strip():
+                results[key] = Score.empty()
+        if self.cache is not None:
+            cached = self.cache.get_many(k for k in keys if k not in results)
+            results.update({k: Score.from_grade(g) for k, g in cached.items()})
+        todo = {k: (p, r) for k, p, r in zip(keys, prompts, responses) if k not in results}
+        log.info(
+            "%s: %d items, %d from cache or empty, %d requests to make",
+            self.name, len(keys), len(set(keys)) - len(todo), len(todo),
+        )
+        if todo:
+            results.update(self._run(todo))
+        scores = [results[k] for k in keys]
+        n_unscored = sum(s.unscored for s in scores)
+        if n_unscored:
+            log.warning("%s: %d of %d items unscored (kept in the table)", self.name, n_unscored, len(scores))
+        return scores
+
+    def _run(self, todo: dict[str, tuple[str, str]]) -> dict[str, Score]:
+        """Send the requests in threads; cache each final grade as it arrives.
+
+        On an interruption (e.g. KeyboardInterrupt) queued requests are
+        cancelled, the workers stop after their current request, and grades
+        that arrived in the meantime are still cached.
+        """
+        out: dict[str, Score] = {}
+        self._stop.clear()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge")
+        futures: dict[Future[Score], str] = {}
+        try:
+            futures = {pool.submit(self.grade, p, r): k for k, (p, r) in todo.items()}
+            bar = tqdm(as_completed(futures), total=len(futures), desc=self.name, disable=not self.progress)
+            for fut in bar:
+                self._keep(futures[fut], fut.result(), out)
+        except BaseException:
+            self._stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut, key in futures.items():
+                if key not in out and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self._keep(key, fut.result(), out)
+        return out
+
+    def _keep(self, key: str, score: Score, out: dict[str, Score]) -> None:
+        """Record one result; cache it at once if it is a final grade."""
+        out[key] = score
+        if self.cache is not None and not score.unscored:
+            self.cache.put(key, _grade_of(score), model=self.model)
+
+
+def _grade_of(score: Score) -> Grade:
+    """The cacheable part of a scored row."""
+    if math.isnan(score.compliance):
+        raise ValueError("an unscored row cannot be cached")
+    return Grade(compliance=score.compliance, coherence=score.coherence, reason=score.reason)

@@ -1,0 +1,104 @@
+"""The cross-model findings table, read from each model's stage artifacts.
+
+Used by ``notebooks/07_compare`` and by the site's index page
+(:func:`refusal.report.site.write_index`), so that every number published is read
+from ``runs/<model>/`` and none is typed by hand. A model whose stage has not
+run has empty cells for that stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from refusal.artifacts import read_json
+from refusal.paths import runs_dir
+
+__all__ = ["model_row", "findings_table", "models_with_results", "PUBLISHED", "published_table"]
+
+# The original study's published figures (REFERENCE.md section 1): NOT re-measured here.
+PUBLISHED = [
+    {"model": "Qwen/Qwen3-1.7B", "entry": "qwen3_1_7b", "peak_single_direction_compliance": 0.96, "verdict": "centralized"},
+    {"model": "Qwen/Qwen-1_8B-chat", "entry": "qwen1_8b_chat", "peak_single_direction_compliance": 0.90, "verdict": "centralized",
+     "detail": "layer 15, alpha 0.75: compliance 0.912, coherence 0.956"},
+    {"model": "google/gemma-2b-it", "entry": "gemma_2b_it", "peak_single_direction_compliance": 0.90, "verdict": "centralized"},
+    {"model": "meta-llama/Llama-3.1-8B-Instruct", "entry": "llama31_8b", "peak_single_direction_compliance": 0.80,
+     "verdict": "centralized", "detail": "layer 9, alpha 1: 0.795 / 0.965"},
+    {"model": "microsoft/Phi-3-mini-4k-instruct", "entry": "phi3_mini", "peak_single_direction_compliance": 0.39, "verdict": "partial"},
+    {"model": "meta-llama/Llama-3.2-1B-Instruct", "entry": "llama32_1b", "peak_single_direction_compliance": 0.21,
+     "verdict": "distributed", "detail": "layer 9: 0.21-0.27; k=3-4 subspace ~0.36"},
+    {"model": "meta-llama/Llama-3.2-3B-Instruct", "entry": "llama32_3b", "peak_single_direction_compliance": 0.15, "verdict": "distributed"},
+]
+
+
+def published_table() -> pd.DataFrame:
+    """The original study's published numbers, labelled as such."""
+    return pd.DataFrame(PUBLISHED).assign(source="published by the original study (not re-measured here)")
+
+
+def _read(path: Path) -> Any:
+    return read_json(path) if path.exists() else None
+
+
+def models_with_results(root: Path | None = None) -> list[str]:
+    """Models that have at least the ablation stage's summary, sorted."""
+    root = root or runs_dir()
+    return sorted(p.parent.parent.name for p in root.glob("*/04_ablate/summary.json"))
+
+
+def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
+    """One row of findings for ``model`` (missing stages give None)."""
+    d = (root or runs_dir()) / model
+    row: dict[str, Any] = {"model": model}
+    sep = _read(d / "03_separability" / "best_candidate.json")
+    if sep:
+        row["sep_layer"] = sep.get("layer")
+        row["sep_position"] = sep.get("position")
+        row["d_test"] = sep.get("d_test")
+        row["d_test_low"], row["d_test_high"] = sep.get("d_test_lo"), sep.get("d_test_hi")
+    s = _read(d / "04_ablate" / "summary.json")
+    cl = _read(d / "03_separability" / "cross_layer.json")
+    if cl:
+        # participation ratio of the per-layer direction stack at the selected (else the best-separating) position
+        pos = s["selected"]["position"] if s else (sep or {}).get("position", cl["positions"][-1])
+        er = cl["effective_rank"][cl["positions"].index(pos)]
+        row["direction_stack_participation_ratio"] = er["participation_ratio"]
+    if s:
+        b = s["baseline"]
+        row["baseline_refusal"] = b["harmful_refusal"]["rate"]
+        row["baseline_refusal_low"], row["baseline_refusal_high"] = b["harmful_refusal"]["low"], b["harmful_refusal"]["high"]
+        row["harmless_refusal"] = b["harmless_refusal"]["rate"]
+        row["n_eval"] = b["harmful_refusal"]["n"]
+        row["layer"], row["position"] = s["selected"]["layer"], s["selected"]["position"]
+        sel = s["ablation"]["selected"]
+        row["ablated_refusal"] = sel["harmful_refusal_rate"]
+        row["ablated_refusal_low"], row["ablated_refusal_high"] = sel["harmful_refusal_low"], sel["harmful_refusal_high"]
+        row["ablated_compliance"] = sel["harmful_compliance"]
+        row["ablated_coherence"] = sel["harmful_coherence"]
+        row["random_refusal"] = s["ablation"]["random"]["harmful_refusal_rate"]
+        v = s["verdict"]
+        row["verdict"] = v["verdict"]
+        row["effective_rank"] = v["effective_rank"]
+        row["k1_compliance"], row["max_compliance"], row["verdict_basis"] = v["k1_compliance"], v["max_compliance"], v["basis"]
+        row["judge"] = b.get("judge")
+        row["original_rule_agrees"] = s["original_rule"]["agrees"]
+    cap = _read(d / "06_benchmark" / "capability.json")
+    if cap:
+        row["harmless_first_token_kl"] = cap["kl_ce"]["first_token_kl"]
+        row["ce_delta"] = cap["kl_ce"]["ce_delta"]
+    lm = d / "06_benchmark" / "lm_eval.csv"
+    if lm.exists():
+        t = pd.read_csv(lm)
+        acc = t[t.metric == "acc"].set_index("model")["value"]
+        if {"base", "orthogonalized"} <= set(acc.index):
+            row["benchmark_acc_base"] = float(acc["base"])
+            row["benchmark_delta"] = float(acc["orthogonalized"] - acc["base"])
+    return row
+
+
+def findings_table(models: list[str] | None = None, root: Path | None = None) -> pd.DataFrame:
+    """One row per model with results (see :func:`model_row`)."""
+    models = models if models is not None else models_with_results(root)
+    return pd.DataFrame([model_row(m, root) for m in models])

@@ -1,0 +1,152 @@
+"""What every stage notebook does first and last: resolve its parameters, find its inputs, write its manifest.
+
+Parameters are declared once, in the notebook's ``parameters`` cell (``notebooks/<stage>.py``), one per line::
+
+    n_val = 16  # validation pairs used to score candidates
+
+:func:`parameters_cell` reads that cell (names, defaults, comments); :func:`stage_setup` resolves each value:
+what papermill passed (``-p n_val 32``), else the model's ``stage_params.<stage>.<name>`` in
+``params/<model>.yaml``, else the cell's default. A value equal to the cell's default counts as "not passed", so
+a registry override applies to it. Strings that papermill passes for non-string parameters (``-p ks "[1, 2]"``)
+are read as YAML. Every stage writes its artifacts in ``runs/<model>/<stage>/`` and finishes with
+:func:`write_manifest`, which records provenance and the hashes of what it wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import logging
+import time
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from refusal.artifacts import provenance, read_json, sha256_file, write_json
+from refusal.config import STAGES, COMPARE_STAGE, ModelConfig, load_config
+from refusal.device import resolve_device
+from refusal.paths import NOTEBOOKS_DIR, run_dir
+
+__all__ = ["Param", "parameters_cell", "stage_setup", "stage_dir", "write_manifest", "read_manifest", "require_stage"]
+
+log = logging.getLogger(__name__)
+
+_CELL = '# %% tags=["parameters"]'
+
+
+class StageError(ValueError):
+    """A stage notebook or its parameters are malformed; the message names the file and the parameter."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One line of a parameters cell: ``name = default  # comment``."""
+
+    name: str
+    default: Any
+    comment: str
+
+
+def parameters_cell(stage: str, notebooks: Path | None = None) -> list[Param]:
+    """The parameters declared in ``notebooks/<stage>.py``'s parameters cell, in order.
+
+    Raises:
+        StageError: no parameters cell, a line that is not ``name = <literal>``, or a parameter without a comment.
+    """
+    path = (notebooks or NOTEBOOKS_DIR) / f"{stage}.py"
+    if not path.exists():
+        raise StageError(f"{path}: no such stage notebook (stages: {', '.join(STAGES + (COMPARE_STAGE,))})")
+    lines = path.read_text().splitlines()
+    try:
+        start = lines.index(_CELL) + 1
+    except ValueError:
+        raise StageError(f"{path}: no parameters cell (a line `{_CELL}`)") from None
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("# %%")), len(lines))
+    source = "\n".join(lines[start:end])
+    comments = {tok.start[0]: tok.string.lstrip("# ").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    out = []
+    for node in ast.parse(source).body:
+        where = f"{path}:{start + node.lineno}"
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise StageError(f"{where}: a parameters cell holds only `name = value  # comment` lines")
+        try:
+            default = ast.literal_eval(node.value)
+        except ValueError:
+            raise StageError(f"{where}: the default of '{node.targets[0].id}' must be a literal") from None
+        comment = comments.get(node.lineno, "")
+        if not comment:
+            raise StageError(f"{where}: parameter '{node.targets[0].id}' has no comment saying what it is")
+        out.append(Param(node.targets[0].id, default, comment))
+    return out
+
+
+def stage_setup(stage: str, values: Mapping[str, Any]) -> tuple[ModelConfig, dict[str, Any], Path]:
+    """Resolve a stage's parameters for the model named in ``values`` (the notebook's ``globals()``).
+
+    Returns:
+        (the registry entry, the resolved parameters without ``model``, ``runs/<model>/<stage>/``). The
+        ``device`` parameter, where a stage has one, is resolved to a device string (:mod:`refusal.device`).
+
+    Raises:
+        StageError: a registry override names a parameter the stage does not have.
+    """
+    params = parameters_cell(stage)
+    names = [p.name for p in params]
+    if "model" not in names:
+        raise StageError(f"notebooks/{stage}.py: the parameters cell has no 'model'")
+    cfg = load_config(values["model"])
+    overrides = cfg.stage(stage)
+    unknown = sorted(set(overrides) - set(names) - {"model"})
+    if unknown:
+        raise StageError(f"{cfg.path}: stage_params.{stage} has unknown key '{unknown[0]}' "
+                         f"(parameters of notebooks/{stage}.py: {', '.join(n for n in names if n != 'model')})")
+    resolved: dict[str, Any] = {}
+    for p in params:
+        if p.name == "model":
+            continue
+        value = values.get(p.name, p.default)
+        if isinstance(value, str) and p.default is not None and not isinstance(p.default, str):
+            value = yaml.safe_load(value)  # papermill passes lists (and some numbers) as strings
+        if value == p.default and p.name in overrides:
+            value = overrides[p.name]
+        resolved[p.name] = value
+    if "device" in resolved:
+        resolved["device"] = str(resolve_device(resolved["device"]))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=False)
+    return cfg, resolved, stage_dir(cfg.name, stage)
+
+
+def stage_dir(model: str, stage: str) -> Path:
+    """``runs/<model>/<stage>/``, created if missing."""
+    d = run_dir(model) / stage
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def write_manifest(out_dir: Path, cfg: ModelConfig, params: dict[str, Any], started: float | None = None,
+                   **extra: Any) -> Path:
+    """Write ``manifest.json``: provenance, parameters, SHA-256 of every artifact in ``out_dir``."""
+    files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir())
+             if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
+    rec = provenance(cfg, params=params, artifacts=files, **extra)
+    if started is not None:
+        rec["seconds"] = round(time.time() - started, 2)
+    return write_json(out_dir / "manifest.json", rec)
+
+
+def read_manifest(model: str, stage: str) -> dict[str, Any]:
+    """The manifest of a finished stage; a clear error if the stage has not run."""
+    p = run_dir(model) / stage / "manifest.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: stage {stage} has not run for {model} (run notebooks/{stage}.ipynb first)")
+    return read_json(p)
+
+
+def require_stage(model: str, stage: str) -> Path:
+    """Folder of a finished upstream stage (checked through its manifest)."""
+    read_manifest(model, stage)
+    return run_dir(model) / stage
