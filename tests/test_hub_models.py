@@ -38,7 +38,8 @@ HI = {
                   "<|start_header_id|>assistant<|end_header_id|>\n\n",
     "gemma_2b_it": "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
     "phi3_mini": "<|user|>\nHi<|end|>\n<|assistant|>\n",
-    "qwen3_1_7b": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    # the library builds Qwen3 prompts with thinking disabled: the template then closes an empty think block
+    "qwen3_1_7b": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
     "qwen1_8b_chat": "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
                      "<|im_start|>assistant\n",
 }
@@ -50,7 +51,9 @@ SUFFIX = {
     "gemma_2b_it": ("<end_of_turn>\n<start_of_turn>model\n", [107, 106]),
     "phi3_mini": ("<|end|>\n<|assistant|>\n", [32007, 32001]),
     "qwen": ("<|im_end|>\n<|im_start|>assistant\n", [151645, 151644]),
+    "qwen3_1_7b": ("<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", [151645, 151644, 151667, 151668]),
 }
+QWEN3_THINKING = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"  # the template with thinking left on
 
 
 def _suffix(entry: str) -> tuple[str, list[int]]:
@@ -262,9 +265,9 @@ def test_qwen3_enable_thinking_false_appends_an_empty_think_block(tokenizers):
     tok = tokenizers["qwen3_1_7b"]
     msgs = [{"role": "user", "content": "Hi"}]
     off = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False)
-    assert off == HI["qwen3_1_7b"] + "<think>\n\n</think>\n\n"
+    assert off == QWEN3_THINKING + "<think>\n\n</think>\n\n" == HI["qwen3_1_7b"]
     on = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, enable_thinking=True)
-    assert on == HI["qwen3_1_7b"]
+    assert on == QWEN3_THINKING
     ids = tok(off, add_special_tokens=False)["input_ids"]
     assert [151667, 151668] == [i for i in ids if i in (151667, 151668)]
     assert "<think>" in tok.decode(ids, skip_special_tokens=True)  # added tokens, not special ones, as in Qwen3
@@ -316,7 +319,7 @@ def test_llama32_template_inserts_the_given_date_and_llama31_a_fixed_one(tokeniz
 
 @pytest.mark.parametrize("entry", BUILDABLE)
 def test_tiny_model_runs_the_library_chat_batching_and_positions(entry):
-    from refusal.activations import template_positions
+    from refusal.extraction.activations import template_positions
     from refusal.generation import tokenize_chat
 
     spec = H.load_hub_spec(entry)
