@@ -51,6 +51,7 @@ from refusal.artifacts import write_csv, write_json
 from refusal.models import load_model
 from refusal.notebook import stage_setup, write_manifest
 from refusal.organism_eval import completions, heldout_prompts, on_topic_rate, redact, refusal_rate, unchanged_rate
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("00_organism", model, defaults={"n_eval": 0, "max_new_tokens": 32},
@@ -82,7 +83,8 @@ for col in [c for c in tl.columns if c.startswith("loss_")]:
     if tl[col].notna().any():
         ax.plot(tl["step"], tl[col].rolling(5, min_periods=1).mean(), label=col)
 ax.set(xlabel="step", ylabel="response cross-entropy (5-step mean)", yscale="log")
-ax.legend();
+ax.legend()
+save_figure(fig, out, "training_curve");
 
 # %% [markdown]
 # ## Refusal on held-out prompts

@@ -54,6 +54,7 @@ from refusal.artifacts import read_json, write_json, write_tensors
 from refusal.directions import diff_of_means, extract_directions, write_directions
 from refusal.models import load_bridge, load_model
 from refusal.notebook import require_stage, stage_setup, write_manifest
+from refusal.plots import save_figure
 from refusal.separability import paired_cosine
 
 started = time.time()
@@ -96,7 +97,8 @@ print(f"degenerate (zero difference) candidates, (layer, position): {invalid}")
 # %%
 norms = pd.DataFrame(dirs.norm.numpy(), columns=[f"{p} {t!r}" for p, t in zip(tp.positions, tp.tokens)])
 ax = sns.heatmap(norms.T, cmap="viridis", cbar_kws={"label": "|mean harmful - mean safe|"})
-ax.set(xlabel="layer", ylabel="position", title="Norm of the raw difference of means");
+ax.set(xlabel="layer", ylabel="position", title="Norm of the raw difference of means")
+save_figure(ax, out, "difference_norms");
 
 # %% [markdown]
 # ## Held-out projections

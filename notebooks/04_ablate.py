@@ -69,6 +69,7 @@ from refusal.data import default_refusals
 from refusal.generation import generate
 from refusal.models import load_model
 from refusal.notebook import require_stage, stage_setup, write_manifest
+from refusal.plots import save_figure
 from refusal.redact import redact
 from refusal.refusal_score import refusal_tokens
 from refusal.selection import (SelectionCriteria, VerdictThresholds, bases_for_sweep, drop_coordinates, judge_grid,
@@ -177,6 +178,7 @@ for ax, col in zip(axes, ["bypass_screen" if screened else "bypass", "induce", "
     sns.heatmap(scores.pivot(index="position", columns="layer", values=col), ax=ax, cmap="viridis")
     ax.set_title(col + ("" if col == "bypass_screen" else " (fully scored candidates)"))
 plt.tight_layout()
+save_figure(fig, out, "selection_scores")
 
 # %% [markdown]
 # ## The original study's rule, for comparison
@@ -244,7 +246,8 @@ for name, c in curve.groupby("basis"):
 ax.axhline(baseline["harmful_compliance"]["rate"], ls="--", c="gray", label="baseline")
 ax.set(xlabel="rank k of the removed subspace", ylabel="share fully compliant (Wilson 95%)", ylim=(0, 1.05),
        title=f"n = {int(curve.n.iloc[0])} harmful prompts per point")
-ax.legend();
+ax.legend()
+save_figure(fig, out, "rank_curve");
 
 # %% [markdown]
 # ## Verdict
