@@ -240,14 +240,16 @@ def prepare(project: Path = REPO_ROOT, runs: Path | None = None) -> list[Path]:
 
 _CALLOUT = re.compile(r"^:::\s*\{\.callout-(\w+)\}\s*\n(.*?)\n:::\s*$", re.DOTALL | re.MULTILINE)
 _HREF = re.compile(r'(href|src)=(["\'])(.*?)\2')
-_CSS = ("body{font-family:sans-serif;margin:0;line-height:1.5}"
-        ".site-top{background:#1f3a5f;color:#fff;padding:.5em 1em;position:sticky;top:0;z-index:10}"
-        ".site-top a{color:#fff;margin-right:1.2em;text-decoration:none}.site-top .site-title{font-weight:bold}"
-        ".site-side{position:fixed;top:2.6em;left:0;bottom:0;width:16em;overflow:auto;background:#f6f7f9;"
-        "border-right:1px solid #ddd;padding:.5em 1em;font-size:.9em}"
-        ".site-side ul{list-style:none;padding-left:.8em;margin:.2em 0}.site-side>ul{padding-left:0}"
-        ".site-side .section{font-weight:bold;margin-top:.6em}.site-side a.current{font-weight:bold;color:#b00}"
-        ".site-main{margin-left:18em;padding:0 1.5em;max-width:70em}"
+_CSS = ("body{font-family:sans-serif;margin:0 !important;padding:44px 0 0 0 !important;line-height:1.5}"
+        ".site-top{position:fixed;top:0;left:0;right:0;height:44px;box-sizing:border-box;z-index:10;"
+        "background:#1f3a5f;color:#fff;padding:10px 16px;font:15px/24px sans-serif}"
+        ".site-top a{color:#fff;margin-right:20px;text-decoration:none}.site-top .site-title{font-weight:bold}"
+        ".site-side{position:fixed;top:44px;left:0;bottom:0;width:240px;box-sizing:border-box;overflow:auto;"
+        "background:#f6f7f9;border-right:1px solid #ddd;padding:8px 14px;font:14px/1.5 sans-serif}"
+        ".site-side ul{list-style:none;padding-left:12px;margin:2px 0}.site-side>ul{padding-left:0}"
+        ".site-side .section-label{font-weight:bold;display:block;margin-top:10px}"
+        ".site-side a{color:#1f5fa8;text-decoration:none}.site-side a.current{font-weight:bold;color:#b00}"
+        ".site-main{display:block;margin-left:260px;padding:0 24px;max-width:1100px}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
         ".subtitle{color:#555;font-size:1.2em;margin-top:-.5em}"
         ".callout{border-left:4px solid #0d6efd;background:#f3f7ff;padding:.2em 1em;margin:1em 0}")
@@ -299,7 +301,8 @@ def _nav_html(items: list[quarto.NavItem], lay: quarto.SiteLayout, page: str) ->
             cls = " class='current'" if it.href and quarto.normalize_href(it.href) == page else ""
             link = f"<a href='{html.escape(url, quote=True)}'{cls}>{html.escape(it.text)}</a>"
         if it.children:
-            head = link or f"<span>{html.escape(it.text)}</span>"
+            head = link.replace("<a ", "<a class='section-label' ", 1) if link else \
+                f"<span class='section-label'>{html.escape(it.text)}</span>"
             out.append(f"<li class='section'>{head}<ul>{_nav_html(list(it.children), lay, page)}</ul></li>")
         else:
             out.append(f"<li>{link or html.escape(it.text)}</li>")
@@ -345,7 +348,8 @@ def _preview_notebook(nb: Path, lay: quarto.SiteLayout, page: str) -> str:
     import nbformat
     from nbconvert import HTMLExporter
 
-    doc, _ = HTMLExporter().from_notebook_node(nbformat.read(nb, as_version=4))
+    doc, _ = HTMLExporter().from_notebook_node(nbformat.read(nb, as_version=4),
+                                               resources={"metadata": {"name": notebook_title(nb)}})
     opening, closing = _shell(lay, page)
     doc = doc.replace("</head>", f"<style>{_CSS}</style></head>", 1)
     doc = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + opening, doc, count=1)
