@@ -214,11 +214,13 @@ def output_path(rel: str) -> str:
 
 
 def _walk(project: Path, output_dir: str) -> list[str]:
-    """Every file under ``project`` (POSIX, relative), skipping .git, the output directory and symlinks."""
+    """Every file under ``project`` (POSIX, relative), skipping folders starting with ``.`` (.git, .venv: never
+    rendered, and large), the output directory and symlinks; folders starting with ``_`` are walked, so that a
+    render glob matching into one can be reported."""
     files = []
     for root, dirs, names in os.walk(project, followlinks=False):
         rel_root = Path(root).relative_to(project)
-        dirs[:] = sorted(d for d in dirs if not (Path(root) / d).is_symlink() and d != ".git"
+        dirs[:] = sorted(d for d in dirs if not (Path(root) / d).is_symlink() and not d.startswith(".")
                          and not (rel_root == Path(".") and d == output_dir))
         files += [(rel_root / n).as_posix() for n in sorted(names)]
     return files

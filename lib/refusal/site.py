@@ -400,7 +400,7 @@ def resources(project: Path, lay: quarto.SiteLayout) -> list[str]:
     found = []
     for root, dirs, names in os.walk(project):
         rel_root = Path(root).relative_to(project)
-        dirs[:] = [d for d in dirs if d != ".git" and not (rel_root == Path(".") and d == out_name)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (rel_root == Path(".") and d == out_name)
                    and not (Path(root) / d).is_symlink()]
         found += [r for r in ((rel_root / n).as_posix() for n in names) if any(x.match(r) for x in rxs)]
     return sorted(found)
