@@ -48,4 +48,4 @@ bench: setup
 	$(PY) bench/generate.py
 
 clean-runs:
-	rm -rf runs site/models _site
+	rm -rf runs site/models site/compare _site index.qmd _navigation.yml

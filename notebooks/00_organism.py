@@ -56,6 +56,7 @@ from refusal.organisms import measure as M
 from refusal.organisms import recipe as R
 from refusal.organisms.build import build
 from refusal.report.stage import stage_setup, write_manifest
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("00_organism", globals())
@@ -88,7 +89,8 @@ for col in [c for c in tl.columns if c.startswith("loss_")]:
     if tl[col].notna().any():
         ax.plot(tl["step"], tl[col].rolling(5, min_periods=1).mean(), label=col)
 ax.set(xlabel="step", ylabel="response cross-entropy (5-step mean)", yscale="log")
-ax.legend();
+ax.legend()
+save_figure(fig, out, "training_curve");
 
 # %% [markdown]
 # ## Refusal on held-out prompts

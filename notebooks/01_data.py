@@ -40,6 +40,7 @@ from IPython.display import display
 from refusal import data as D
 from refusal.artifacts import write_json
 from refusal.report.stage import stage_setup, write_manifest
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("01_data", globals())
@@ -85,7 +86,8 @@ lengths = pd.DataFrame({
     "tokens": [len(tok(t, add_special_tokens=False)["input_ids"]) for t in chat_prompts(tok, list(df.harmful) + list(df.safe), cfg)],
 })
 display(lengths.groupby("kind")["tokens"].describe().round(1))
-sns.histplot(lengths, x="tokens", hue="kind", element="step", bins=30);
+ax = sns.histplot(lengths, x="tokens", hue="kind", element="step", bins=30)
+save_figure(ax, out, "prompt_lengths");
 
 # %% [markdown]
 # ## Write the stage's artifacts

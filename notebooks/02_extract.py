@@ -56,6 +56,7 @@ from refusal.extraction.directions import diff_of_means, extract_directions, wri
 from refusal.models import load_bridge, load_model
 from refusal.report.stage import require_stage, stage_setup, write_manifest
 from refusal.extraction.separability import paired_cosine
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("02_extract", globals())
@@ -93,7 +94,8 @@ print(f"degenerate (zero difference) candidates, (layer, position): {invalid}")
 # %%
 norms = pd.DataFrame(dirs.norm.numpy(), columns=[f"{p} {t!r}" for p, t in zip(tp.positions, tp.tokens)])
 ax = sns.heatmap(norms.T, cmap="viridis", cbar_kws={"label": "|mean harmful - mean safe|"})
-ax.set(xlabel="layer", ylabel="position", title="Norm of the raw difference of means");
+ax.set(xlabel="layer", ylabel="position", title="Norm of the raw difference of means")
+save_figure(ax, out, "difference_norms");
 
 # %% [markdown]
 # ## Held-out projections
@@ -121,9 +123,9 @@ sub = train[: P["compare_pairs"]]
 by_mode = {}
 for mode in ("batched", "sequential"):
     h = collect(runner, lm, [pairs[i][0] for i in sub], tp.positions, hook=P["hook"], mode=mode,
-                batch_size=P["batch_size"], desc=f"check harmful")
+                batch_size=P["batch_size"], desc="check harmful")
     s = collect(runner, lm, [pairs[i][1] for i in sub], tp.positions, hook=P["hook"], mode=mode,
-                batch_size=P["batch_size"], desc=f"check safe")
+                batch_size=P["batch_size"], desc="check safe")
     by_mode[mode] = diff_of_means(h.mean, s.mean)
 valid_both = (by_mode["batched"].valid & by_mode["sequential"].valid).numpy()
 cos = paired_cosine(by_mode["batched"].directions, by_mode["sequential"].directions)  # [L, P]

@@ -48,6 +48,7 @@ from refusal.artifacts import read_json, read_tensors, write_csv, write_json
 from refusal.extraction.directions import read_directions
 from refusal.report.stage import require_stage, stage_setup, write_manifest
 from refusal.extraction.separability import best_candidate, candidate_table, cross_layer
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("03_separability", globals())
@@ -71,6 +72,7 @@ for ax, col, title in zip(axes, ("d_train", "d_test"), ("in-sample d (train)", "
     ax.set(title=title, xlabel="layer", ylabel="position")
     ax.set_yticklabels(labels, rotation=0)
 plt.tight_layout()
+save_figure(fig, out, "cohens_d_train_vs_test")
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 4))
@@ -79,7 +81,8 @@ for p, lab in enumerate(labels):
     ax.plot(t.layer, t.d_test, marker="o", ms=3, label=lab)
     ax.fill_between(t.layer, t.d_test_lo, t.d_test_hi, alpha=0.15)
 ax.set(xlabel="layer", ylabel="held-out Cohen's d (95% CI)", title="Held-out separability by layer and position")
-ax.legend(fontsize=8);
+ax.legend(fontsize=8)
+save_figure(fig, out, "heldout_d_by_layer");
 
 # %% [markdown]
 # ## The best candidate by held-out d
@@ -104,7 +107,8 @@ display(top[["layer", "position", "token", "d_train", "d_test", "d_test_lo", "d_
 cl = cross_layer(dirs.directions, dirs.valid)
 ax = sns.heatmap(np.array(cl["layer_cosine"][pi]), cmap="coolwarm", vmin=-1, vmax=1, square=True,
                  cbar_kws={"label": "cosine"})
-ax.set(title=f"Cosine between layers' directions at position {labels[pi]}", xlabel="layer", ylabel="layer");
+ax.set(title=f"Cosine between layers' directions at position {labels[pi]}", xlabel="layer", ylabel="layer")
+save_figure(ax, out, "layer_cosine");
 
 # %%
 rank = pd.DataFrame([{"position": lab, "layers": len(r["singular_values"]), "participation_ratio": r["participation_ratio"],
@@ -116,7 +120,8 @@ for lab, r in zip(labels, cl["effective_rank"]):
         ax.plot(range(1, len(r["energy"]) + 1), r["energy"], marker="o", ms=3, label=lab)
 ax.axhline(0.9, color="grey", ls="--", lw=1)
 ax.set(xlabel="number of singular values", ylabel="share of energy", title="Spectrum of the per-layer direction stack")
-ax.legend(fontsize=8);
+ax.legend(fontsize=8)
+save_figure(fig, out, "direction_stack_spectrum");
 
 # %% [markdown]
 # ## Cosine between positions (within each layer), and batched vs sequential extraction
@@ -125,7 +130,8 @@ ax.legend(fontsize=8);
 pos_cos = np.array(cl["position_cosine"])  # [L, P, P]
 adjacent = pd.DataFrame({f"{positions[p]}~{positions[p + 1]}": pos_cos[:, p, p + 1] for p in range(len(positions) - 1)})
 ax = sns.heatmap(adjacent.T, cmap="coolwarm", vmin=-1, vmax=1, cbar_kws={"label": "cosine"})
-ax.set(xlabel="layer", title="Cosine between adjacent positions' directions");
+ax.set(xlabel="layer", title="Cosine between adjacent positions' directions")
+save_figure(ax, out, "adjacent_position_cosine");
 
 # %%
 bvs = read_json(ex / "batched_vs_sequential.json")

@@ -73,6 +73,7 @@ from refusal.intervention.scoring import refusal_tokens
 from refusal.intervention.selection import SelectionCriteria, drop_coordinates, judge_grid, score_candidates, select
 from refusal.models import load_model
 from refusal.report.stage import stage_setup, write_manifest
+from refusal.plots import save_figure
 from refusal.stats import rate_with_ci, wilson
 
 started = time.time()
@@ -150,6 +151,7 @@ for ax, col in zip(axes, ["bypass_screen" if screened else "bypass", "induce", "
     sns.heatmap(scores.pivot(index="position", columns="layer", values=col), ax=ax, cmap="viridis")
     ax.set_title(col + ("" if col == "bypass_screen" else " (fully scored candidates)"))
 plt.tight_layout()
+save_figure(fig, out, "selection_scores")
 
 # %% [markdown]
 # ## The original study's rule, for comparison
@@ -218,7 +220,8 @@ for name, c in curve.groupby("basis"):
 ax.axhline(baseline["harmful_compliance"]["rate"], ls="--", c="gray", label="baseline")
 ax.set(xlabel="rank k of the removed subspace", ylabel="share fully compliant (Wilson 95%)", ylim=(0, 1.05),
        title=f"n = {int(curve.n.iloc[0])} harmful prompts per point")
-ax.legend();
+ax.legend()
+save_figure(fig, out, "rank_curve");
 
 # %% [markdown]
 # ## Verdict

@@ -49,6 +49,7 @@ from refusal.evaluation import capability
 from refusal.generation import generate
 from refusal.models import load_model
 from refusal.report.stage import require_stage, stage_setup, write_manifest
+from refusal.plots import save_figure
 
 started = time.time()
 cfg, P, out = stage_setup("06_benchmark", globals())
@@ -71,7 +72,8 @@ lmeval = capability.compare_lm_eval({"base": lm.model, "orthogonalized": edited}
                                limit=P["limit"], batch_size=bs)
 lm_eval_seconds = time.time() - t0
 display(lmeval.round(4))
-sns.pointplot(lmeval, x="value", y="metric", hue="model", linestyle="none", dodge=0.3, errorbar=None);
+ax = sns.pointplot(lmeval, x="value", y="metric", hue="model", linestyle="none", dodge=0.3, errorbar=None)
+save_figure(ax, out, "lm_eval");
 print(f"lm-eval: {lm_eval_seconds:.1f} s for {len(tasks)} task(s) x 2 models")
 
 # %% [markdown]
@@ -87,7 +89,8 @@ kl_summary = signals.summary()
 display(pd.Series(kl_summary).round(4).to_frame("value"))
 per_prompt = pd.DataFrame({"prompt": prompts, "first_token_kl": signals.first_token_kl, "mean_kl": signals.mean_kl,
                            "ce_base": signals.ce_base, "ce_edited": signals.ce_edited})
-sns.histplot(per_prompt, x="first_token_kl", bins=20);
+ax = sns.histplot(per_prompt, x="first_token_kl", bins=20)
+save_figure(ax, out, "first_token_kl");
 
 # %% [markdown]
 # ## Write the stage's artifacts

@@ -32,13 +32,15 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import display
 
-from refusal.artifacts import read_json
-from refusal.report.findings import findings_table, models_with_results, published_table
+from refusal.artifacts import provenance, read_json, sha256_file, write_json
+from refusal.report.findings import comparison_dir, export_findings, findings_table, models_with_results, published_table
 from refusal.paths import runs_dir
+from refusal.plots import save_figure
 
 have_results = models_with_results()
 names = [m for m in models.split(",") if m in have_results] if models else have_results
 table = findings_table(names)
+out = comparison_dir()  # runs/_compare/07_compare/: this stage's artifacts
 print(f"{len(names)} model(s) with results: {', '.join(names) or '(none: run make report)'}")
 
 # %% [markdown]
@@ -51,6 +53,15 @@ cols = ["model", "layer", "position", "d_test", "baseline_refusal", "baseline_re
         "random_refusal", "k1_compliance", "max_compliance", "effective_rank", "verdict", "benchmark_delta",
         "harmless_first_token_kl", "n_eval", "judge"]
 display(table[[c for c in cols if c in table]].round(3) if not table.empty else table)
+
+# %% [markdown]
+# Every column of the table, for reuse: [findings.csv](findings.csv), [findings.json](findings.json) (written to
+# `runs/_compare/07_compare/`; the site publishes copies next to this page).
+
+# %%
+exported = export_findings(table, out)
+write_json(out / "manifest.json", provenance(models=names, artifacts={p.name: sha256_file(p) for p in exported.values()}))
+print("written:", ", ".join(p.name for p in exported.values()))
 
 # %% [markdown]
 # ## Compliance by rank k of the removed subspace
@@ -66,6 +77,7 @@ if curves:
     g = sns.relplot(curve, x="k", y="compliance", hue="basis", col="model", kind="line", marker="o", height=3,
                     col_wrap=min(3, len(names)))
     g.set(ylim=(0, 1.05))
+    save_figure(g, out, "rank_curves")
     display(curve.pivot_table(index=["model", "basis"], columns="k", values="compliance").round(2))
 
 # %% [markdown]
@@ -84,6 +96,7 @@ if have:
         sns.heatmap(mat, ax=ax, vmin=-1, vmax=1, cmap="RdBu_r", square=True, cbar=False)
         ax.set_title(f"{m} (position {pos})", fontsize=9)
     plt.tight_layout()
+    save_figure(fig, out, "layer_cosine")
 
 # %% [markdown]
 # ## The original study's published figures (reference, not re-measured)

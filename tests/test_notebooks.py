@@ -6,7 +6,8 @@ parameters, into a temporary runs/ folder. The test then checks that the pipelin
 finds the truth (the selected direction is u, its ablation removes refusal, the
 verdict is "centralized"), and nbval re-executes the cheap notebooks and compares
 their checked cells (`# NBVAL_CHECK_OUTPUT`) with papermill's outputs: a re-run
-gives the same results.
+gives the same results. Every figure shown is also saved as PNG and SVG, and the site built
+from the executed notebooks (offline preview, Quarto's layout) is navigable with no broken link.
 """
 
 from __future__ import annotations
@@ -163,3 +164,60 @@ def test_nbval_reexecution_reproduces_checked_cells(chain):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "passed" in proc.stdout
+
+
+def _image_outputs(nb_path) -> int:
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_every_figure_is_saved_as_png_and_svg(chain):
+    from refusal.report.findings import comparison_dir
+
+    run, out, _ = chain
+    for nb in sorted(out.glob("0*.ipynb")):
+        folder = comparison_dir(run.parent) if nb.stem == "07_compare" else run / nb.stem
+        pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
+        svgs = sorted(p.stem for p in (folder / "figures").glob("*.svg"))
+        print(nb.stem, _image_outputs(nb), pngs)
+        assert pngs == svgs, nb.stem
+        assert len(pngs) == _image_outputs(nb), (nb.stem, pngs)  # one saved figure per figure shown
+
+
+# The site as `make report` builds it without Quarto, from this chain's executed notebooks and runs/: the project
+# laid out as the report runner leaves it, then the pre-render step and the offline preview, then the site checks.
+def test_site_preview_from_the_chain_is_navigable_with_no_broken_link(chain, tmp_path):
+    import shutil
+
+    from refusal.report import quarto, site
+
+    run, out, _ = chain
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO_ROOT / "_quarto.yml", project)
+    shutil.copytree(REPO_ROOT / "site" / "templates", project / "site" / "templates")
+    executed = sorted(out.glob("0*.ipynb"))
+    for nb in executed:
+        dst = project / (site.COMPARE_PAGE if nb.stem == "07_compare" else f"{site.MODELS_DIR}/{MODEL}/{nb.name}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nb, dst)
+    site.prepare(project, run.parent)
+    index = site.preview(project)
+    site_dir = project / "_site"
+    assert index == site_dir / "index.html" and index.is_file()
+    lay = quarto.layout(project)
+    assert all(quarto.hidden_component(t) is None for t in lay.targets)
+    pages = {f"{site.MODELS_DIR}/{MODEL}/{nb.name}" for nb in executed if nb.stem != "07_compare"} | {site.COMPARE_PAGE}
+    assert set(lay.targets) == pages | {site.INDEX}  # every executed notebook is rendered, nothing else
+    assert set(lay.nav_pages()) == set(lay.targets)  # and reachable from the navigation
+    for href in lay.nav_pages():
+        assert (site_dir / lay.output_of(href)).is_file(), href
+    assert site.broken_links(site_dir) == []
+    assert site.check_site(project) == []
+    text = index.read_text()
+    assert f"<code>{MODEL}</code>" in text and "centralized" in text  # the findings, read from the chain's runs/
+    compare = (site_dir / "site/compare/07_compare.html").read_text()
+    assert 'href="findings.csv"' in compare and (site_dir / "site/compare/findings.csv").read_text().startswith("model,")
+    print("site pages:", sorted(lay.targets.values()))

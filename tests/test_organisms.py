@@ -8,7 +8,6 @@ use the full organism when the shared cache already holds it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -1,13 +1,28 @@
-"""The site: pages listed in _quarto.yml exist, and every number on the index page comes from an artifact."""
+"""The published site: Quarto's layout rules, the pre-render step, the offline preview and the site checks.
+
+Small synthetic projects (the real `_quarto.yml` and index template, a few tiny executed notebooks made with
+nbformat, fake artifacts) are built into a preview and checked: the index at the site root, every navigation page
+rendered, every executed notebook rendered and in the navigation, no broken internal link. Three tests show that
+the check fails on each way the site used to be broken: a render target under a folder starting with `_`, the
+index not at the root, a broken internal link. The notebook chain's test (tests/test_notebooks.py) builds the same
+preview from real stage artifacts.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+from pathlib import Path
 
+import nbformat
+import pytest
 import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from refusal.report import site
+from refusal.report import quarto, site
 from refusal.artifacts import write_json
+from refusal.report.findings import FINDINGS_FILES, comparison_dir, export_findings, findings_table
 from refusal.paths import REPO_ROOT
 
 
@@ -33,10 +48,49 @@ def _fake_run(root, model, seed):
     return d
 
 
+def _notebook(path: Path, title: str, text: str = "") -> Path:
+    """A tiny executed notebook: a titled markdown cell and a code cell with its output."""
+    nb = new_notebook(cells=[new_markdown_cell(f"# {title}\n\n{text}"),
+                             new_code_cell("print(1 + 1)", outputs=[new_output("stream", name="stdout", text="2\n")],
+                                           execution_count=1)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+STAGES = [("01_data", "01 · Data"), ("03_separability", "03 · Separability"), ("04_ablate", "04 · Ablation")]
+DOWNLOAD_TEXT = "Download the findings table: [findings.csv](findings.csv), [findings.json](findings.json)."
+
+
+def _project(tmp: Path, models=("model_a", "model_b"), compare: str | None = site.COMPARE_PAGE) -> tuple[Path, Path]:
+    """A project laid out as `make report` leaves it (real _quarto.yml and template); returns (project, runs)."""
+    project, runs = tmp / "project", tmp / "runs"
+    project.mkdir()
+    shutil.copy(REPO_ROOT / "_quarto.yml", project / "_quarto.yml")
+    shutil.copytree(REPO_ROOT / "site" / "templates", project / "site" / "templates")
+    for i, m in enumerate(models):
+        _fake_run(runs, m, i)
+        for stage, title in STAGES:
+            _notebook(project / site.MODELS_DIR / m / f"{stage}.ipynb", title, "See the [findings](../../../index.qmd).")
+    if compare:
+        _notebook(project / compare, "07 · Comparison across models", DOWNLOAD_TEXT)
+        export_findings(findings_table(root=runs), comparison_dir(runs))
+    return project, runs
+
+
+def _build(project: Path, runs: Path) -> Path:
+    site.prepare(project, runs)
+    return site.preview(project)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The findings on the index page
+
+
 def test_index_numbers_all_come_from_artifacts(tmp_path):
     for i, m in enumerate(["model_a", "model_b"]):
         _fake_run(tmp_path, m, i)
-    from refusal.report.findings import findings_table
 
     table, notes = site.findings_markdown(findings_table(root=tmp_path))
     rows = [r for r in table.splitlines() if r.startswith("| `")]
@@ -54,8 +108,6 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
 
 
 def test_notes_say_why_a_sandwich_norm_model_has_no_benchmark(tmp_path):
-    from refusal.report.findings import findings_table
-
     for i, m in enumerate(["gemma3_refusal", "smollm2_refusal"]):
         d = _fake_run(tmp_path, m, i)
         if m.startswith("gemma"):
@@ -65,28 +117,300 @@ def test_notes_say_why_a_sandwich_norm_model_has_no_benchmark(tmp_path):
     assert "smollm2_refusal" not in notes
 
 
-def test_index_page_generated_and_quarto_pages_exist(tmp_path, monkeypatch):
-    monkeypatch.setenv("REFUSAL_RUNS", str(tmp_path))
-    page = site.write_index()
-    text = page.read_text()
-    assert "## Findings" in text and "Responsible release" in text and "$" not in text.split("## Findings")[1][:200]
-    cfg = yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())
-    for entry in cfg["project"]["render"]:
-        if "*" not in entry:
-            assert (REPO_ROOT / entry).exists(), entry
-    for item in cfg["website"]["navbar"]["left"]:
-        assert (REPO_ROOT / item["href"]).exists(), item
+def test_findings_export_csv_and_json_hold_the_table(tmp_path):
+    import pandas as pd
+
+    for i, m in enumerate(["model_a", "model_b"]):
+        _fake_run(tmp_path, m, i)
+    (tmp_path / "model_b" / "06_benchmark" / "capability.json").unlink()  # a missing stage: NaN cells
+    table = findings_table(root=tmp_path)
+    paths = export_findings(table, comparison_dir(tmp_path))
+    assert paths["csv"].name == FINDINGS_FILES[0] and paths["json"].name == FINDINGS_FILES[1]
+    assert paths["csv"].parent == tmp_path / "_compare" / "07_compare"
+    back = pd.read_csv(paths["csv"])
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    data = json.loads(paths["json"].read_text())
+    assert data["columns"] == list(table.columns) and len(data["rows"]) == 2
+    assert data["rows"][0]["d_test"] == table.loc[0, "d_test"] and data["rows"][0]["verdict"] == "centralized"
+    assert data["rows"][1]["harmless_first_token_kl"] is None  # NaN is null, not an invalid JSON NaN
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Quarto's rules (refusal.report.quarto)
+
+
+def test_render_globs_follow_quarto():
+    rx = quarto.glob_regex("site/models/*/*.ipynb")
+    assert rx.match("site/models/a/01_data.ipynb")
+    assert rx.match("x/site/models/a/01_data.ipynb")  # Quarto prefixes **/ to a glob that does not start with /
+    assert not rx.match("site/models/a/b/01_data.ipynb") and not rx.match("site/models/a/01_data.ipynb.bak")
+    assert not quarto.glob_regex("/site/*.qmd").match("x/site/a.qmd")  # a leading / anchors at the project
+    assert quarto.glob_regex("site/**/*.ipynb").match("site/a/b/c.ipynb")
+    assert quarto.glob_regex("site/**/*.ipynb").match("site/c.ipynb")
+    assert quarto.glob_regex("site/{a,b}/[0-9]*.qmd").match("site/b/07.qmd")
+
+
+def test_ignore_rule_and_output_paths_follow_quarto():
+    assert quarto.hidden_component("site/models/_compare/07_compare.ipynb") == "_compare"
+    assert quarto.hidden_component("site/.hidden/x.qmd") == ".hidden"
+    assert quarto.hidden_component("site/models/a/07_compare.ipynb") is None  # "_" inside a name is fine
+    assert quarto.ignored_by_quarto("_site/index.qmd", "_site")
+    assert quarto.ignored_by_quarto("docs/README.md", "_site") == "Quarto ignores README files"
+    assert quarto.ignored_by_quarto("a/venv/x.qmd", "_site") and quarto.ignored_by_quarto("venv/x.qmd", "_site")
+    assert quarto.ignored_by_quarto("site/venv.qmd", "_site") is None  # only folders of that name
+    assert quarto.ignored_by_quarto("site/models/a/01_data.ipynb", "_site") is None
+    assert quarto.output_path("site/index.qmd") == "site/index.html"  # not the site root
+    assert quarto.output_path("index.qmd") == "index.html"
+    assert quarto.output_path("site/models/a/01_data.ipynb") == "site/models/a/01_data.html"
+    with pytest.raises(quarto.QuartoLayoutError):
+        quarto.output_path("site/x.py")
+
+
+def test_metadata_files_merge_over_quarto_yml_and_a_missing_one_is_skipped(tmp_path):
+    (tmp_path / "_quarto.yml").write_text(yaml.safe_dump({
+        "project": {"type": "website", "render": ["index.qmd"]}, "metadata-files": ["_nav.yml", "_absent.yml"],
+        "website": {"title": "t", "navbar": {"left": [{"href": "index.qmd", "text": "Home"}]}}}))
+    cfg = quarto.load_config(tmp_path)  # _nav.yml does not exist yet (the pre-render step writes it)
+    assert cfg["website"]["navbar"]["left"] == [{"href": "index.qmd", "text": "Home"}] and "metadata-files" not in cfg
+    (tmp_path / "_nav.yml").write_text(yaml.safe_dump({"website": {
+        "navbar": {"left": [{"href": "b.qmd", "text": "B"}, {"href": "index.qmd", "text": "Home"}]},
+        "sidebar": {"contents": ["b.qmd"]}}}))
+    cfg = quarto.load_config(tmp_path)
+    # Quarto concatenates lists without repeats and merges mappings
+    assert cfg["website"]["navbar"]["left"] == [{"href": "index.qmd", "text": "Home"}, {"href": "b.qmd", "text": "B"}]
+    assert cfg["website"]["sidebar"]["contents"] == ["b.qmd"] and cfg["website"]["title"] == "t"
+
+
+def test_the_real_quarto_yml_publishes_the_layout_the_runner_writes():
+    cfg = quarto.load_config(REPO_ROOT)
+    project = cfg["project"]
+    assert project["type"] == "website" and project["output-dir"] == "_site"
+    for entry in project["render"]:
+        assert quarto.hidden_component(entry.lstrip("!/")) is None, entry
+    assert "index.qmd" in project["render"] and quarto.output_path(site.INDEX) == "index.html"
+    assert any(quarto.glob_regex(e).match(site.COMPARE_PAGE) for e in project["render"] if quarto.is_glob(e))
+    assert any(quarto.glob_regex(e).match(f"{site.MODELS_DIR}/m/01_data.ipynb") for e in project["render"])
+    assert quarto.hidden_component(site.COMPARE_PAGE) is None and quarto.hidden_component(site.MODELS_DIR) is None
+    assert (REPO_ROOT / project["pre-render"]).is_file()
+    assert site.NAV_FILE in yaml.safe_load((REPO_ROOT / "_quarto.yml").read_text())["metadata-files"]
+    compare_dir = str(Path(site.COMPARE_PAGE).parent)
+    for name in FINDINGS_FILES:
+        assert any(quarto.glob_regex(g).match(f"{compare_dir}/{name}") for g in project["resources"]), name
+    assert cfg["execute"]["enabled"] is False  # Quarto renders the stored outputs, it does not re-run the stages
+
+
+def test_report_runner_writes_the_comparison_where_quarto_renders_it(tmp_path):
+    """The runner (real papermill kernels, scratch repository root) executes 07 into site/compare/, not _compare."""
+    import os
+    import subprocess
+    import sys
+
+    for name, params, body in [("01_stage", 'model = "x"', "print(model)"), ("07_compare", "models = None", "print(models)")]:
+        cell = nbformat.v4.new_code_cell(params)
+        cell.metadata["tags"] = ["parameters"]
+        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), cell, new_code_cell(body)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        (tmp_path / "notebooks").mkdir(exist_ok=True)
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    (tmp_path / "params").mkdir()
+    (tmp_path / "lib" / "refusal").mkdir(parents=True)
+    env = {**os.environ, "REFUSAL_ROOT": str(tmp_path), "REFUSAL_RUNS": str(tmp_path / "runs")}
+    code = "import sys, refusal.report.runner as r; r.list_models = lambda: ['a']; sys.exit(r.main(sys.argv[1:]))"
+    res = subprocess.run([sys.executable, "-c", code, "--models", "a", "--no-site"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / site.COMPARE_PAGE).is_file() and (tmp_path / site.MODELS_DIR / "a" / "01_stage.ipynb").is_file()
+    assert site.executed_notebooks(tmp_path) == [site.COMPARE_PAGE, f"{site.MODELS_DIR}/a/01_stage.ipynb"]
+    assert (tmp_path / "runs" / "_compare" / ".report" / "07_compare.json").is_file()  # its stamp did not move
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-render step and preview on a synthetic project
+
+
+def test_pre_render_writes_index_navigation_and_downloads(tmp_path):
+    project, runs = _project(tmp_path)
+    written = site.prepare(project, runs)
+    assert {p.relative_to(project).as_posix() for p in written} == {
+        "index.qmd", "_navigation.yml", "site/compare/findings.csv", "site/compare/findings.json"}
+    index = (project / "index.qmd").read_text()
+    assert "## Findings" in index and "| `model_a`" in index and "| `model_b`" in index and "$" not in index
+    assert f"]({site.COMPARE_PAGE})" in index and "[01 · Data](site/models/model_b/01_data.ipynb)" in index
+    nav = yaml.safe_load((project / "_navigation.yml").read_text())["website"]
+    sections = {e["section"]: [c["href"] for c in e["contents"]] for e in nav["sidebar"]["contents"] if "section" in e}
+    assert sections == {m: [f"site/models/{m}/{s}.ipynb" for s, _ in STAGES] for m in ("model_a", "model_b")}
+    assert nav["sidebar"]["contents"][1] == {"href": site.COMPARE_PAGE, "text": "07 · Comparison across models"}
+    assert nav["navbar"]["left"] == [{"href": site.COMPARE_PAGE, "text": "Comparison"}]
+    assert (project / "site/compare/findings.csv").read_bytes() == (comparison_dir(runs) / "findings.csv").read_bytes()
+
+
+def test_preview_is_laid_out_like_quarto_and_passes_every_check(tmp_path):
+    project, runs = _project(tmp_path)
+    index = _build(project, runs)
+    out = project / "_site"
+    assert index == out / "index.html" and index.is_file()
+    lay = quarto.layout(project)
+    # one to one: every render target at its source path with .html, nothing else rendered
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.html")} == set(lay.targets.values())
+    assert set(lay.targets) == {"index.qmd", site.COMPARE_PAGE} | {f"site/models/{m}/{s}.ipynb" for m in ("model_a", "model_b")
+                                                                for s, _ in STAGES}
+    assert set(lay.nav_pages()) == set(lay.targets)  # the navigation reaches every page
+    assert site.check_site(project) == []
+    assert site.broken_links(out) == []
+    # the comparison page links its downloads, which are published next to it
+    compare = (out / "site/compare/07_compare.html").read_text()
+    assert 'href="findings.csv"' in compare and (out / "site/compare/findings.csv").is_file()
+    assert (out / "site/compare/findings.json").is_file()
+    # a model page shows the whole navigation, with links relative to itself
+    page = (out / "site/models/model_a/03_separability.html").read_text()
+    for href in ("../../../index.html", "../../compare/07_compare.html", "01_data.html", "../model_b/04_ablate.html"):
+        assert f"href='{href}'" in page, href
+    assert 'href="../../../index.html"' in page  # the notebook's own link to index.qmd, rewritten as Quarto does
+    assert "| `model_a`" not in index.read_text() and "<table>" in index.read_text()
 
 
 def test_preview_renders_front_matter_and_callouts():
-    from refusal.report.site import preview_markdown_html
-
     page = ('---\ntitle: "The question"\nsubtitle: "a subtitle"\n---\n\n::: {.callout-note}\nGenerated by `make report`.\n:::\n\n'
-            "## Findings\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nSee [the comparison](models/_compare/07_compare.ipynb) "
-            "and [a site](https://example.org/x.ipynb).\n")
+            "## Findings\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nSee [a site](https://example.org/x.ipynb).\n")
+    from refusal.report.preview import preview_markdown_html
+
     out = preview_markdown_html(page, "index")
     assert "<h1>The question</h1>" in out and "a subtitle" in out
     assert ":::" not in out and "{.callout" not in out  # Quarto's fenced div is not shown as text
     assert "<div class='callout callout-note'><p>Generated by <code>make report</code>.</p>" in out
     assert "<table>" in out and "<h2>Findings</h2>" in out
-    assert 'href="models/_compare/07_compare.html"' in out and 'href="https://example.org/x.ipynb"' in out
+    assert 'href="https://example.org/x.ipynb"' in out
+
+
+def test_no_comparison_yet_gives_no_dangling_link(tmp_path):
+    project, runs = _project(tmp_path, models=("model_a",), compare=None)
+    _build(project, runs)
+    assert "No comparison page yet" in (project / "index.qmd").read_text()
+    assert site.check_site(project) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The check fails on each way the site used to be broken
+
+
+def _set_render(project: Path, render: list[str], nav_left: list[dict] | None = None) -> None:
+    cfg = yaml.safe_load((project / "_quarto.yml").read_text())
+    cfg["project"]["render"] = render
+    if nav_left is not None:
+        cfg["website"]["navbar"]["left"] = nav_left
+    (project / "_quarto.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_a_render_target_under_an_underscore_folder_breaks_the_site(tmp_path):
+    # the old layout: the comparison executed into site/models/_compare/
+    project, runs = _project(tmp_path, compare="site/models/_compare/07_compare.ipynb")
+    _set_render(project, ["index.qmd", "site/models/**/*.ipynb"])
+    _build(project, runs)
+    problems = site.check_site(project)
+    assert any("executed notebook site/models/_compare/07_compare.ipynb is not a render target: its component "
+               "'_compare' starts with '_'" in p for p in problems), problems
+    assert any("site/models/_compare/07_compare.ipynb: matches the render list but is never rendered" in p
+               for p in problems), problems
+    assert not (project / "_site/site/models/_compare").exists()  # as Quarto: not rendered
+    # named explicitly, it is an error before anything is rendered (Quarto would drop it silently)
+    _set_render(project, ["index.qmd", "site/models/*/*.ipynb", "site/models/_compare/07_compare.ipynb"])
+    with pytest.raises(quarto.QuartoLayoutError, match="'_compare' starts with '_'"):
+        site.preview(project)
+    assert any("'_compare' starts with '_'" in p for p in site.check_site(project))
+
+
+def test_the_index_not_at_the_site_root_breaks_the_site(tmp_path):
+    # the old layout: the index page generated as site/index.qmd
+    project, runs = _project(tmp_path)
+    site.prepare(project, runs)
+    shutil.move(project / "index.qmd", project / "site" / "index.qmd")
+    (project / "_navigation.yml").write_text((project / "_navigation.yml").read_text().replace(
+        "href: index.qmd", "href: site/index.qmd"))
+    _set_render(project, ["site/index.qmd", "site/models/*/*.ipynb", "site/compare/*.ipynb"],
+                nav_left=[{"href": "site/index.qmd", "text": "Findings"}])
+    site.preview(project)
+    assert (project / "_site/site/index.html").is_file() and not (project / "_site/index.html").exists()
+    problems = site.check_site(project)
+    assert any(p.startswith("no render target is written to the site root's index.html") and
+               "site/index.qmd -> site/index.html" in p for p in problems), problems
+    assert any(p.endswith("_site/index.html: missing") for p in problems), problems
+
+
+def test_a_broken_internal_link_breaks_the_site(tmp_path):
+    project, runs = _project(tmp_path)
+    _notebook(project / "site/models/model_a/04_ablate.ipynb", "04 · Ablation",
+              "Compare with [the old comparison](../_compare/07_compare.ipynb) and [a figure](fig.png).")
+    _build(project, runs)
+    problems = site.check_site(project)
+    assert problems == [
+        "broken link in site/models/model_a/04_ablate.html: ../_compare/07_compare.ipynb (no site/models/_compare/07_compare.ipynb)",
+        "broken link in site/models/model_a/04_ablate.html: fig.png (no site/models/model_a/fig.png)"], problems
+    # a download that was not copied is a broken link too
+    (project / "_site/site/compare/findings.json").unlink()
+    assert "broken link in site/compare/07_compare.html: findings.json (no site/compare/findings.json)" in site.check_site(project)
+
+
+def test_link_crawl_follows_relative_absolute_and_folder_links(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "index.html").write_text("ok")
+    (tmp_path / "x.css").write_text("")
+    (tmp_path / "index.html").write_text(
+        "<a href='a/b/'>folder</a><a href='/a/b/index.html#top'>absolute</a><link href='x.css' rel='stylesheet'>"
+        "<a href='https://example.org/nowhere'>external</a><a href='#frag'>in page</a><a href='mailto:a@b'>m</a>"
+        "<img src='data:image/png;base64,AAAA'><a href='a/missing.html?q=1'>missing</a><script src='../out.js'></script>"
+        "<a href='a/c/'>folder without index</a>")
+    assert site.broken_links(tmp_path) == [
+        "index.html: a/missing.html?q=1 (no a/missing.html)", "index.html: ../out.js (leaves the site)",
+        "index.html: a/c/ (no a/c/index.html)"]
+
+
+def test_navigation_to_a_page_that_is_not_rendered_is_an_error(tmp_path):
+    project, runs = _project(tmp_path)
+    site.prepare(project, runs)
+    _set_render(project, ["index.qmd", "site/models/*/*.ipynb"])  # the comparison is no longer rendered
+    with pytest.raises(quarto.QuartoLayoutError, match="navigation links 'site/compare/07_compare.ipynb', which is "
+                                                       "not a render target"):
+        quarto.layout(project)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The workflow that publishes the site
+
+
+def _workflow() -> dict:
+    wf = yaml.safe_load((REPO_ROOT / ".github/workflows/site.yml").read_text())
+    wf["on"] = wf.pop(True, wf.get("on"))  # YAML 1.1 reads the key `on` as True
+    return wf
+
+
+def test_workflow_pins_the_quarto_of_environment_yml():
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pins = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("quarto")]
+    assert len(pins) == 1 and re.fullmatch(r"quarto=1\.8\.\d+", pins[0]), pins  # one exact 1.8.x release
+    version = pins[0].split("=")[1]
+    wf = _workflow()
+    setups = [s for job in wf["jobs"].values() for s in job.get("steps", [])
+              if str(s.get("uses", "")).startswith("quarto-dev/quarto-actions/setup")]
+    assert setups, "the workflow installs Quarto"
+    for s in setups:
+        v = str(s["with"]["version"])
+        assert v == version or v == "${{ env.QUARTO_VERSION }}" and str(wf["env"]["QUARTO_VERSION"]) == version, s
+
+
+def test_workflow_tests_pull_requests_caches_and_publishes_site():
+    wf = _workflow()
+    assert "pull_request" in wf["on"] and "push" in wf["on"]
+    jobs = wf["jobs"]
+    runs = {name: " ".join(str(s.get("run", "")) for s in job.get("steps", [])) for name, job in jobs.items()}
+    test_jobs = [n for n, r in runs.items() if "make test" in r]
+    assert test_jobs and all("pull_request" in str(jobs[n].get("if", "pull_request")) for n in test_jobs)
+    build = next(n for n, r in runs.items() if "make report" in r)
+    steps = jobs[build]["steps"]
+    cached = " ".join(str(s.get("with", {}).get("path", "")) for s in steps if str(s.get("uses", "")).startswith("actions/cache"))
+    assert "refusal-representations" in cached and "runs" in cached and "site/models" in cached
+    keys = [str(s["with"]["key"]) for s in steps if str(s.get("uses", "")).startswith("actions/cache")]
+    assert all("hashFiles(" in k for k in keys), keys  # keyed on what invalidates them
+    assert any(s.get("with", {}).get("cache") == "pip" for s in steps if str(s.get("uses", "")).startswith("actions/setup-python"))
+    upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "_site"
+    assert any(str(s.get("uses", "")).startswith("actions/deploy-pages") for j in jobs.values() for s in j.get("steps", []))

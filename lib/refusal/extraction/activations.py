@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from refusal.batching import StopForward, batch_guard, chat_token_ids, iter_batches
 from refusal.device import device_of

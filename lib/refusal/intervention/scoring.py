@@ -17,7 +17,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from refusal.batching import batch_guard, chat_token_ids, iter_batches
 from refusal.generation import generate_ids

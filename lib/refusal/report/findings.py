@@ -13,10 +13,16 @@ from typing import Any
 
 import pandas as pd
 
-from refusal.artifacts import read_json
+from refusal.artifacts import read_json, write_csv, write_json
 from refusal.paths import runs_dir
 
-__all__ = ["model_row", "findings_table", "models_with_results", "PUBLISHED", "published_table"]
+__all__ = ["model_row", "findings_table", "models_with_results", "PUBLISHED", "published_table", "COMPARE_RUN",
+           "comparison_dir", "export_findings", "FINDINGS_FILES"]
+
+# The comparison (07_compare) is not a model: its artifacts live in runs/_compare/07_compare/ (the leading
+# underscore keeps the folder out of any model listing), which is also where the report runner stamps it.
+COMPARE_RUN = "_compare"
+FINDINGS_FILES = ("findings.csv", "findings.json")
 
 # The original study's published figures (REFERENCE.md section 1): NOT re-measured here.
 PUBLISHED = [
@@ -96,6 +102,20 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
             row["benchmark_acc_base"] = float(acc["base"])
             row["benchmark_delta"] = float(acc["orthogonalized"] - acc["base"])
     return row
+
+
+def comparison_dir(root: Path | None = None) -> Path:
+    """``runs/_compare/07_compare/``: the comparison's artifact folder (not created)."""
+    return (root or runs_dir()) / COMPARE_RUN / "07_compare"
+
+
+def export_findings(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """Write the findings table as ``findings.csv`` and ``findings.json`` (records; NaN as null) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+               for row in table.to_dict("records")]
+    return {"csv": write_csv(out_dir / FINDINGS_FILES[0], table),
+            "json": write_json(out_dir / FINDINGS_FILES[1], {"columns": list(table.columns), "rows": records})}
 
 
 def findings_table(models: list[str] | None = None, root: Path | None = None) -> pd.DataFrame:

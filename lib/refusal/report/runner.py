@@ -3,7 +3,8 @@
 For each model, each stage notebook ``notebooks/NN_*.ipynb`` (``00_organism``
 only for organisms; ``05_orthogonalize`` and ``06_benchmark`` not for architectures whose
 weight orthogonalization cannot be exact, see :func:`skip_reason`; ``07_compare`` once, over all models) is executed into
-``site/models/<model>/NN_stage.ipynb``. A stage is skipped when its
+``site/models/<model>/NN_stage.ipynb`` (the comparison into ``site/compare/07_compare.ipynb``: Quarto ignores
+paths with a component starting with ``_``). A stage is skipped when its
 fingerprint (notebook source, the model's params file, the library source,
 the upstream stages' manifests, the parameters) is unchanged since its last
 successful run, so a second ``make report`` is fast. A failing stage stops
@@ -83,12 +84,16 @@ def skip_reason(model: str, nb: Path) -> str | None:
     return stage_skip_reason(load_config(model), nb.stem) if nb.stem in STAGES else None
 
 
-def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False, parameters: dict | None = None) -> tuple[str, float]:
-    """Run one stage for one model (``model`` names the output folder); returns (status, seconds)."""
+def run_stage(model: str, nb: Path, lib_hash: str, force: bool = False, parameters: dict | None = None,
+              out: Path | None = None) -> tuple[str, float]:
+    """Run one stage for one model (``model`` names the run folder); returns (status, seconds).
+
+    The executed notebook goes to ``out`` (default ``site/models/<model>/<notebook>``).
+    """
     import papermill as pm
 
     parameters = {"model": model} if parameters is None else parameters
-    out = SITE_DIR / "models" / model / nb.name
+    out = out or SITE_DIR / "models" / model / nb.name
     stamp = run_dir(model) / ".report" / f"{nb.stem}.json"
     fp = fingerprint(model, nb, lib_hash)
     if not force and out.exists() and stamp.exists() and read_json(stamp).get("fingerprint") == fp:
@@ -175,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if compare.exists():
         log.info("[all] %s ...", COMPARE)
         try:
-            status, secs = run_stage("_compare", compare, lib_hash, force=True, parameters={"models": ",".join(models)})
+            from refusal.report.findings import COMPARE_RUN
+            from refusal.report.site import COMPARE_PAGE
+
+            status, secs = run_stage(COMPARE_RUN, compare, lib_hash, force=True, parameters={"models": ",".join(models)},
+                                     out=REPO_ROOT / COMPARE_PAGE)
             log.info("[all] %s %s (%.1f s)", COMPARE, status, secs)
         except Exception as e:
             log.error("[all] %s FAILED: %s", COMPARE, e)
