@@ -68,10 +68,13 @@ print(f"model: {cfg.name}; edited checkpoint {ortho_dir / 'model'} (alpha {ortho
 tasks = [capability.LOCAL_TASK] + (list(capability.HUB_TASKS) if P["hub_tasks"] else [])
 bs = P["batch_size"] or cfg.batch_size
 t0 = time.time()
-lmeval = capability.compare_lm_eval({"base": lm.model, "orthogonalized": edited}, lm.tokenizer, tasks,
-                               limit=P["limit"], batch_size=bs)
+lmeval, lm_eval_outputs = capability.compare_lm_eval({"base": lm.model, "orthogonalized": edited}, lm.tokenizer,
+                                                     tasks, limit=P["limit"], batch_size=bs)
 lm_eval_seconds = time.time() - t0
 display(lmeval.round(4))
+# the study's score per task (acc_norm where the task has it, else acc) and their mean, before and after the edit
+bench_summary = capability.benchmark_summary(lmeval)
+display(bench_summary.round(4))
 ax = sns.pointplot(lmeval, x="value", y="metric", hue="model", linestyle="none", dodge=0.3, errorbar=None)
 save_figure(ax, out, "lm_eval");
 print(f"lm-eval: {lm_eval_seconds:.1f} s for {len(tasks)} task(s) x 2 models")
@@ -97,6 +100,8 @@ save_figure(ax, out, "first_token_kl");
 
 # %%
 write_csv(out / "lm_eval.csv", lmeval)
+write_csv(out / "benchmark_summary.csv", bench_summary)
+write_json(out / "lm_eval_results.json", lm_eval_outputs)  # lm-eval's own results, per model
 write_csv(out / "kl_ce_per_prompt.csv", per_prompt)
 write_json(out / "capability.json", {"kl_ce": kl_summary, "tasks": tasks, "lm_eval_seconds": lm_eval_seconds,
                                      "basis_sha256": ortho["result"]["basis_sha256"]})

@@ -52,7 +52,8 @@ cols = ["model", "layer", "position", "d_test", "baseline_refusal", "baseline_re
         "ablated_refusal", "ablated_refusal_low", "ablated_refusal_high", "ablated_compliance", "ablated_coherence",
         "random_refusal", "k1_compliance", "max_compliance", "effective_rank", "verdict", "benchmark_delta",
         "harmless_first_token_kl", "n_eval", "judge"]
-display(table[[c for c in cols if c in table]].round(3) if not table.empty else table)
+with pd.option_context("display.max_columns", None):
+    display(table[[c for c in cols if c in table]].round(3) if not table.empty else table)
 
 # %% [markdown]
 # Every column of the table, for reuse: [findings.csv](findings.csv), [findings.json](findings.json) (written to

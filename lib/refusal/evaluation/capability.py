@@ -7,7 +7,8 @@
   (``default_data/general_mc.jsonl``, built by ``scripts/build_general_mc.py``),
   registered with lm-eval through a YAML written at run time with an absolute
   data path (relative ``data_files`` would resolve against the current directory).
-- :func:`run_lm_eval`: lm-eval on an in-memory model (``HFLM(pretrained=model)``).
+- :func:`run_lm_eval`: lm-eval on an in-memory model (``HFLM(pretrained=model)``); :func:`parse_results`
+  reads its output (or a recorded one), :func:`benchmark_summary` the study's per-task scores and their mean.
 - :func:`capability_signals`: first-token KL and mean KL between a base and an
   edited model over the base model's own greedy completions of harmless prompts,
   and cross-entropy of both on those texts.
@@ -36,7 +37,10 @@ __all__ = [
     "local_task_data",
     "write_local_task",
     "run_lm_eval",
+    "parse_results",
+    "lm_eval_table",
     "compare_lm_eval",
+    "benchmark_summary",
     "CapabilitySignals",
     "capability_signals",
 ]
@@ -109,15 +113,14 @@ def run_lm_eval(
     limit: int | float | None = None,
     batch_size: int = 8,
     seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Evaluate an in-memory HF model with lm-eval (zero-shot).
+) -> dict[str, Any]:
+    """Evaluate an in-memory HF model with lm-eval (zero-shot); lm-eval's own output, reduced to what JSON holds.
 
-    The local task is registered from a temporary folder; hub tasks are looked up in
-    lm-eval's own task index (and need hub access for their data).
+    The local task is registered from a temporary folder; hub tasks are looked up in lm-eval's own task index (and
+    need hub access for their data). Read the result with :func:`parse_results`.
 
     Returns:
-        ``{task: {"acc": v, "acc_stderr": se, "acc_norm": v, "acc_norm_stderr": se, "n": n}}``
-        (``acc_norm`` only where the task reports it).
+        ``{"results", "n-samples", "versions", "higher_is_better"}`` of ``lm_eval.simple_evaluate``.
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -131,7 +134,7 @@ def run_lm_eval(
         pad_side = tok.padding_side
         tok.padding_side = "left"
         try:
-            hflm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=str(next(model.parameters()).device))
+            hflm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=str(device_of(model)))
             out = lm_eval.simple_evaluate(
                 model=hflm, tasks=list(tasks), num_fewshot=0, limit=limit, task_manager=tm,
                 log_samples=False, bootstrap_iters=1000, random_seed=seed, numpy_random_seed=seed,
@@ -139,34 +142,90 @@ def run_lm_eval(
             )
         finally:
             tok.padding_side = pad_side
+    return {k: out.get(k, {}) for k in ("results", "n-samples", "versions", "higher_is_better")}
+
+
+def parse_results(out: dict[str, Any], tasks: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per-task metrics from lm-eval's output (:func:`run_lm_eval`, or a recorded results JSON).
+
+    Returns:
+        ``{task: {"acc": v, "acc_stderr": se, "acc_norm": v, "acc_norm_stderr": se, "n": n}}`` (``acc_norm`` only
+        where the task reports it).
+
+    Raises:
+        KeyError: a task of ``tasks`` has no result, or reports neither acc nor acc_norm.
+    """
     results: dict[str, dict[str, float]] = {}
-    for task in tasks:
+    for task in tasks if tasks is not None else sorted(out["results"]):
+        if task not in out["results"]:
+            raise KeyError(f"lm-eval output has no result for task '{task}' (has: {sorted(out['results'])})")
         r = out["results"][task]
         row: dict[str, float] = {}
         for metric in ("acc", "acc_norm"):
             if f"{metric},none" in r:
                 row[metric], row[f"{metric}_stderr"] = _metric(r, metric)
+        if not row:
+            raise KeyError(f"lm-eval result of task '{task}' reports neither acc nor acc_norm (keys: {sorted(r)})")
         n = out.get("n-samples", {}).get(task, {})
         row["n"] = float(n.get("effective", math.nan)) if isinstance(n, dict) else math.nan
         results[task] = row
     return results
 
 
-def compare_lm_eval(models: dict[str, Any], tokenizer: Any, tasks: Sequence[str] = (LOCAL_TASK,), **kw: Any) -> Any:
-    """lm-eval on several models (e.g. ``{"base": m0, "orthogonalized": m1}``): a long DataFrame.
+def lm_eval_table(outputs: dict[str, dict[str, Any]], tasks: Sequence[str] | None = None) -> Any:
+    """A long DataFrame of several models' lm-eval outputs (``{"base": out0, "orthogonalized": out1}``).
 
     Columns: model, task, metric, value, stderr, n.
     """
     import pandas as pd
 
     rows = []
-    for label, m in models.items():
-        for task, r in run_lm_eval(m, tokenizer, tasks, **kw).items():
+    for label, out in outputs.items():
+        for task, r in parse_results(out, tasks).items():
             for metric in ("acc", "acc_norm"):
                 if metric in r:
                     rows.append({"model": label, "task": task, "metric": metric, "value": r[metric],
                                  "stderr": r[f"{metric}_stderr"], "n": r["n"]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "task", "metric", "value", "stderr", "n"])
+
+
+def compare_lm_eval(models: dict[str, Any], tokenizer: Any, tasks: Sequence[str] = (LOCAL_TASK,),
+                    **kw: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """lm-eval on several models (e.g. ``{"base": m0, "orthogonalized": m1}``).
+
+    Returns:
+        (the long table of :func:`lm_eval_table`, lm-eval's own output per model, for the record).
+    """
+    outputs = {label: run_lm_eval(m, tokenizer, tasks, **kw) for label, m in models.items()}
+    return lm_eval_table(outputs, tasks), outputs
+
+
+def benchmark_summary(table: Any, edited: str = "orthogonalized", base: str = "base") -> Any:
+    """Per task and on average, the score the study reports and how the edit moves it.
+
+    Each task is scored by ``acc_norm`` where it reports it, else ``acc`` (the study's rule). Rows: one per
+    task, then ``mean (study tasks)`` over the study's tasks present (:data:`HUB_TASKS`), as the study reports
+    its benchmark. Columns: task, metric, base, edited, delta (edited - base), n, tasks (how many the mean is over).
+    """
+    import pandas as pd
+
+    rows = []
+    for task, t in table.groupby("task", sort=False):
+        metric = "acc_norm" if (t["metric"] == "acc_norm").any() else "acc"
+        v = t[t["metric"] == metric].set_index("model")
+        for who in (base, edited):
+            if who not in v.index:
+                raise KeyError(f"lm-eval table has no '{metric}' of task '{task}' for model '{who}'")
+        rows.append({"task": task, "metric": metric, "base": float(v.loc[base, "value"]),
+                     "edited": float(v.loc[edited, "value"]), "n": float(v.loc[base, "n"]), "tasks": 1})
+    out = pd.DataFrame(rows, columns=["task", "metric", "base", "edited", "n", "tasks"])
+    study = out[out["task"].isin(list(HUB_TASKS))]
+    if len(study):
+        out = pd.concat([out, pd.DataFrame([{"task": "mean (study tasks)", "metric": "acc_norm / acc",
+                                             "base": study["base"].mean(), "edited": study["edited"].mean(),
+                                             "n": study["n"].sum(), "tasks": len(study)}])], ignore_index=True)
+    out["delta"] = out["edited"] - out["base"]
+    return out
 
 
 # --------------------------------------------------------------------------- KL and cross-entropy

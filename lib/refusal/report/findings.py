@@ -94,13 +94,14 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
     if cap:
         row["harmless_first_token_kl"] = cap["kl_ce"]["first_token_kl"]
         row["ce_delta"] = cap["kl_ce"]["ce_delta"]
-    lm = d / "06_benchmark" / "lm_eval.csv"
-    if lm.exists():
-        t = pd.read_csv(lm)
-        acc = t[t.metric == "acc"].set_index("model")["value"]
-        if {"base", "orthogonalized"} <= set(acc.index):
-            row["benchmark_acc_base"] = float(acc["base"])
-            row["benchmark_delta"] = float(acc["orthogonalized"] - acc["base"])
+    bench = d / "06_benchmark" / "benchmark_summary.csv"
+    if bench.exists():
+        b = pd.read_csv(bench).set_index("task")
+        # the study's mean over its tasks where they ran (hub access), else the local task
+        key = "mean (study tasks)" if "mean (study tasks)" in b.index else b.index[0]
+        row["benchmark"] = f"{key} ({b.loc[key, 'metric']})"
+        row["benchmark_base"] = float(b.loc[key, "base"])
+        row["benchmark_delta"] = float(b.loc[key, "delta"])
     return row
 
 

@@ -77,7 +77,7 @@ def findings_markdown(df: Any) -> tuple[str, str]:
         return "*No model has results yet: run `make report`.*", ""
     head = ("| model | baseline refusal [95% CI] | selected layer / position | held-out Cohen's d | "
             "refusal after ablation [95% CI] | compliance / coherence | random-direction refusal | "
-            "effective rank | verdict | benchmark Δacc | harmless first-token KL |")
+            "effective rank | verdict | benchmark Δ (edited - base) | harmless first-token KL |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in df.to_dict("records"):
         lines.append(" | ".join([
@@ -91,6 +91,11 @@ def findings_markdown(df: Any) -> tuple[str, str]:
     notes = (f"Rates are shares of n = {', '.join(map(str, n))} held-out harmful prompts per condition, with Wilson "
              f"95% intervals; scored by the {', '.join(judges) or '–'} judge. The verdict rule (centralized / "
              "distributed / resistant) and its thresholds are stated in each model's 04_ablate notebook.")
+    benches = sorted({str(b) for b in df.get("benchmark", []) if isinstance(b, str)})
+    if benches:
+        notes += (" The benchmark column is the change in " + "; ".join(benches) + " (acc_norm where the task reports"
+                  " it, else acc; the study's tasks need hub access, else the project's local task), from each"
+                  " model's 06_benchmark notebook.")
     no_ortho = _without_orthogonalization(list(df["model"]))
     if no_ortho:
         notes += (" No benchmark columns for " + ", ".join(f"`{m}`" for m in no_ortho) + ": its architecture normalizes "
