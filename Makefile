@@ -8,6 +8,8 @@ EXTRAS ?=
 MODELS ?=
 # model chains `make report` runs at once (each with cores / JOBS torch threads); 1 on a GPU machine
 JOBS ?= 2
+# torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU
+DEVICE ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
@@ -16,6 +18,9 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONUNBUFFERED := 1
+ifneq ($(DEVICE),)
+export REFUSAL_DEVICE := $(DEVICE)
+endif
 
 .PHONY: setup report test test-fast bench site notebooks clean-runs
 
@@ -42,6 +47,10 @@ site: setup
 
 test: setup notebooks
 	$(PY) -m pytest -q
+
+# the tests that load no real model and train nothing (the `slow` marker): a few minutes
+test-fast: setup notebooks
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) bench/extract.py

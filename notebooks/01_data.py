@@ -25,6 +25,7 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
+device = None  # torch device, as in every stage (this one loads no model: tokenizer / statistics only)
 pairs_path = None  # path of a JSON list of [harmful, safe] pairs, or None for the embedded default pairs
 harmful_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
 harmless_eval_path = None  # path of a JSON list of prompts, or None for the embedded default

@@ -30,6 +30,7 @@
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
+device = None  # torch device, as in every stage (this one loads no model: tokenizer / statistics only)
 n_boot = 1000  # bootstrap resamples
 seed = 0  # bootstrap seed
 exclude_last_frac = 0.0  # fraction of last layers not eligible as "best"

@@ -191,3 +191,24 @@ def test_every_study_family_is_known():
         fam = family_of(cfg.architecture)
         assert fam.name in {"llama", "qwen", "qwen3", "gemma", "phi3"}, (entry, fam.name)
         assert not fam.sandwich
+
+
+def test_gpu_check_script_runs_on_tiny_models(tmp_path):
+    """scripts/gpu_check.py (full-size models on a GPU) on tiny versions on the CPU: every architecture passes
+    every step, and the float32 weight edit equals runtime ablation."""
+    import json
+    import subprocess
+    import sys
+
+    from refusal.paths import REPO_ROOT
+
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--tiny",
+                           "--prompts", "8", "--new-tokens", "4", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["entry"] for r in rows} == set(FAMILIES.values()) | {"llama32_3b"}
+    for r in rows:
+        assert r["batched_vs_sequential_min_cos"] >= 0.9999 and r["equivalence_fp32_max_abs_logit_diff"] <= TOL, r
+        assert r["generated_tokens"] > 0

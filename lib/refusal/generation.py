@@ -2,8 +2,10 @@
 
 Prompts are chat-formatted, sorted by length (less padding), left-padded with an attention mask
 (:mod:`refusal.batching`), decoded greedily and stopped at the model's end-of-turn tokens; results come back
-in the caller's order. Any forward hooks that are active on the model (e.g. a runtime ablation set through
-the bridge or :mod:`refusal.intervention.ablation`) apply to every step, generated tokens included.
+in the caller's order. Decoding is plain greedy whatever the checkpoint's ``generation_config`` says (some hub
+models ship sampling settings and a repetition penalty: Qwen-1-Chat's is 1.1). Any forward hooks that are
+active on the model (e.g. a runtime ablation set through the bridge or :mod:`refusal.intervention.ablation`)
+apply to every step, generated tokens included.
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def generate_ids(
                                  generate=True, progress=progress, desc=desc):
         with batch_guard(lm.cfg, "gen_batch_size", len(idx)):
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                                 top_k=None, eos_token_id=stop, pad_token_id=pad_id, use_cache=True)
+                                 top_k=None, repetition_penalty=1.0, eos_token_id=stop, pad_token_id=pad_id,
+                                 use_cache=True)
         new = gen[:, enc["input_ids"].shape[1]:].tolist()
         for row, i in enumerate(idx):
             out[i] = _cut_at_stop(new[row], stop)
