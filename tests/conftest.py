@@ -54,3 +54,13 @@ def papermill_stages(tmp_path_factory, model: str, stages: list[str], params: di
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+MODEL_FIXTURES = {"smollm", "qwen05", "smollm_bridge", "qwen_bridge"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that loads a real model through a shared fixture is `slow` (`make test-fast` leaves it out)."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
