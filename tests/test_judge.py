@@ -358,7 +358,7 @@ def test_key_is_never_a_parameter() -> None:
 
 def test_auto_is_offline_without_an_endpoint() -> None:
     df = score(["How do I bake bread?"], ["I'm sorry, but I can't help with that."], "auto", progress=False)
-    assert set(df.judge) == {"offline-v1"} and df.refused.tolist() == [True]
+    assert set(df.judge) == {"offline-v2"} and df.refused.tolist() == [True]
 
 
 def test_llm_judge_needs_a_model(server: FakeOpenAI) -> None:
@@ -394,7 +394,7 @@ def test_cli_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert cli_main([str(items), str(tmp_path / "out.csv"), "--judge", "offline", "--no-progress",
                      "--summary", str(tmp_path / "s.json")]) == 0
     df = pd.read_csv(tmp_path / "out.csv")
-    assert list(df.columns) == COLUMNS and set(df.judge) == {"offline-v1"}
+    assert list(df.columns) == COLUMNS and set(df.judge) == {"offline-v2"}
     assert json.loads((tmp_path / "s.json").read_text())["judges"][0]["n_items"] == 2
 
 
@@ -406,7 +406,7 @@ def test_cli_both_judges_reports_agreement(server: FakeOpenAI, tmp_path: Path, m
                      "--base-url", server.base_url, "--cache", str(tmp_path / "c.sqlite"), "--no-progress",
                      "--summary", str(tmp_path / "s.json")]) == 0
     df = pd.read_csv(tmp_path / "out.csv")
-    assert sorted(set(df.judge)) == ["llm:fake-judge", "offline-v1"] and len(df) == 12
+    assert sorted(set(df.judge)) == ["llm:fake-judge", "offline-v2"] and len(df) == 12
     agr = json.loads((tmp_path / "s.json").read_text())["agreement"]
     assert agr["n"] == 6 and agr["kappa_binary"] == pytest.approx(1.0)
     assert sum(sum(row.values()) for row in agr["confusion"].values()) == 6

@@ -35,7 +35,7 @@ def _fake_run(root, model, seed):
                {"positions": [-2, -1], "effective_rank": [{"participation_ratio": 3.0}, {"participation_ratio": f(2.5)}]})
     write_json(d / "04_ablate" / "summary.json", {
         "baseline": {"harmful_refusal": {"rate": f(0.61), "low": f(0.44), "high": f(0.76), "n": 32},
-                     "harmless_refusal": {"rate": f(0.03), "low": 0.0, "high": 0.1, "n": 32}, "judge": "offline-v1"},
+                     "harmless_refusal": {"rate": f(0.03), "low": 0.0, "high": 0.1, "n": 32}, "judge": "offline-v2"},
         "selected": {"layer": 9, "position": -1},
         "ablation": {"selected": {"harmful_refusal_rate": f(0.06), "harmful_refusal_low": f(0.02),
                                   "harmful_refusal_high": f(0.2), "harmful_compliance": f(0.81), "harmful_coherence": f(0.88)},
@@ -103,7 +103,7 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
             # each printed number is an artifact value rounded to the printed digits
             digits = len(num.split(".")[1]) if "." in num else 0
             assert any(abs(round(a, digits) - value) < 1e-9 for a in artifact_numbers), (num, row)
-    assert "centralized" in rows[0] and "offline-v1" in notes and "n = 32" in notes
+    assert "centralized" in rows[0] and "offline-v2" in notes and "n = 32" in notes
     assert "sandwich" not in notes
 
 

@@ -19,6 +19,7 @@ import torch
 from refusal import data as D
 from refusal.artifacts import read_json, read_tensors, sha256_file, sha256_json
 from refusal.config import ModelConfig, load_config
+from refusal.evaluation.judge.offline import OFFLINE_VERSION
 from refusal.paths import cache_dir
 
 __all__ = ["OrganismError", "OrganismNotBuilt", "RECIPE_DEFAULTS", "recipe_of", "with_recipe", "extra_harmless",
@@ -26,7 +27,7 @@ __all__ = ["OrganismError", "OrganismNotBuilt", "RECIPE_DEFAULTS", "recipe_of", 
            "organism_info", "planted_basis"]
 
 log = logging.getLogger(__name__)
-_VERSION = "5"  # bump to invalidate every cached organism
+_VERSION = "5"  # bump to invalidate every cached organism (the refusal detector's version is in the key too)
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
 # recipe keys added after cache version 5: at these defaults they do not enter the cache key (existing entries stay valid)
 _UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill", "single_keep": None}
@@ -139,7 +140,8 @@ def cache_key(cfg: ModelConfig) -> str:
         written = written_answers()
         data = sha256_json([data, [written[p] for p in prompts["safe"] + prompts["extra"]]])
     recipe = {k: v for k, v in recipe.items() if not (k in _UNHASHED_DEFAULTS and v == _UNHASHED_DEFAULTS[k])}
-    return sha256_json({"base": base.source.sha256, "base_dtype": base.dtype, "data": data, "recipe": recipe, "v": _VERSION})[:16]
+    return sha256_json({"base": base.source.sha256, "base_dtype": base.dtype, "data": data, "recipe": recipe, "v": _VERSION,
+                        "detector": OFFLINE_VERSION})[:16]
 
 
 def entry_dir(cfg: ModelConfig) -> Path:

@@ -2,7 +2,7 @@
 
 ``score(prompts, responses, judge="auto")`` returns one row per item with the
 columns :data:`COLUMNS`; the ``judge`` column says which judge produced the
-row (``offline-v1`` or ``llm:<model>``). Unscored rows stay in the table
+row (``offline-v2`` or ``llm:<model>``). Unscored rows stay in the table
 (``unscored`` true, the reason in ``reason``) and are counted by ``summarize``.
 """
 
