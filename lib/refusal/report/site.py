@@ -71,26 +71,49 @@ def _rate(row: dict, key: str) -> str:
     return f"{row[key]:.2f} [{row[key + '_low']:.2f}, {row[key + '_high']:.2f}]"
 
 
+def _pair(row: dict, a: str, b: str, digits: int = 2) -> str:
+    return f"{_num(row.get(a), digits)} → {_num(row.get(b), digits)}"
+
+
 def findings_markdown(df: Any) -> tuple[str, str]:
     """(markdown table, notes) of the findings; every cell comes from ``df`` (see refusal.report.findings)."""
     if df.empty:
         return "*No model has results yet: run `make report`.*", ""
-    head = ("| model | baseline refusal [95% CI] | selected layer / position | held-out Cohen's d | "
-            "refusal after ablation [95% CI] | compliance / coherence | random-direction refusal | "
-            "effective rank | verdict | benchmark Δ (edited - base) | harmless first-token KL |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    cols = [
+        ("model", lambda r: f"`{r['model']}`"),
+        ("baseline refusal [95% CI]", lambda r: _rate(r, "baseline_refusal")),
+        ("selected layer / position", lambda r: f"{_num(r.get('layer'), 0)} / {_num(r.get('position'), 0)}"),
+        ("Cohen's d of the selected direction (test) [95% CI]", lambda r: _rate(r, "d_test")),
+        ("refusal, direction removed [95% CI]", lambda r: _rate(r, "ablated_refusal")),
+        ("compliance / coherence", lambda r: f"{_num(r.get('ablated_compliance'))} / {_num(r.get('ablated_coherence'))}"),
+        ("refusal, matched random directions removed [range]", lambda r: f"{_num(r.get('random_refusal'))} "
+         f"[{_num(r.get('random_refusal_min'))}, {_num(r.get('random_refusal_max'))}]"),
+        ("harmless refusal: baseline → removed", lambda r: _pair(r, "harmless_refusal", "ablated_harmless_refusal")),
+        ("independent set refusal: baseline → removed", lambda r: _pair(r, "independent_baseline_refusal",
+                                                                       "independent_ablated_refusal")),
+        ("edited weights: harmful / harmless refusal", lambda r: f"{_num(r.get('edited_refusal'))} / "
+         f"{_num(r.get('edited_harmless_refusal'))}"),
+        ("effective rank", lambda r: _num(r.get("effective_rank"), 0)),
+        ("verdict", lambda r: str(r.get("verdict") or "–")),
+        ("benchmark Δ (edited - base)", lambda r: _num(r.get("benchmark_delta"), 3)),
+        ("harmless first-token KL (edited)", lambda r: _num(r.get("harmless_first_token_kl"), 3)),
+        ("best-by-d candidate (chosen on validation): layer / position, test d", lambda r: (
+            f"{_num(r.get('best_d_layer'), 0)} / {_num(r.get('best_d_position'), 0)}, {_num(r.get('best_d_test'))}")),
+    ]
+    lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     for row in df.to_dict("records"):
-        lines.append(" | ".join([
-            f"| `{row['model']}`", _rate(row, "baseline_refusal"),
-            f"{_num(row.get('layer'), 0)} / {_num(row.get('position'), 0)}", _num(row.get("d_test")),
-            _rate(row, "ablated_refusal"), f"{_num(row.get('ablated_compliance'))} / {_num(row.get('ablated_coherence'))}",
-            _num(row.get("random_refusal")), _num(row.get("effective_rank"), 0), str(row.get("verdict") or "–"),
-            _num(row.get("benchmark_delta"), 3), _num(row.get("harmless_first_token_kl"), 3)]) + " |")
+        lines.append("| " + " | ".join(f(row) for _, f in cols) + " |")
     judges = sorted({str(j) for j in df.get("judge", []) if isinstance(j, str)})
     n = sorted({int(x) for x in df.get("n_eval", []) if x == x})
-    notes = (f"Rates are shares of n = {', '.join(map(str, n))} held-out harmful prompts per condition, with Wilson "
-             f"95% intervals; scored by the {', '.join(judges) or '–'} judge. The verdict rule (centralized / "
-             "distributed / resistant) and its thresholds are stated in each model's 04_ablate notebook.")
+    unscored = int(sum(x for x in df.get("n_unscored", []) if x == x))
+    notes = (f"Rates are shares of the scored items among n = {', '.join(map(str, n))} held-out harmful prompts per "
+             f"condition (and as many harmless ones), with Wilson 95% intervals; scored by the "
+             f"{', '.join(judges) or '–'} judge; {unscored} item(s) could not be scored and are left out of every rate "
+             "and mean. The random-direction control removes directions matched to the selected one (as much of the "
+             "residual stream of harmless prompts at the selected layer), with the prompts dealt between them: the "
+             "range is over directions. The independent set was written separately, in other styles, and never used "
+             "to choose a direction. The verdict rule (centralized / distributed / resistant), its thresholds and the "
+             "chance correction of the rank sweep are stated in each model's 04_ablate notebook.")
     benches = sorted({str(b) for b in df.get("benchmark", []) if isinstance(b, str)})
     if benches:
         notes += (" The benchmark column is the change in " + "; ".join(benches) + " (acc_norm where the task reports"
@@ -98,9 +121,9 @@ def findings_markdown(df: Any) -> tuple[str, str]:
                   " model's 06_benchmark notebook.")
     no_ortho = _without_orthogonalization(list(df["model"]))
     if no_ortho:
-        notes += (" No benchmark columns for " + ", ".join(f"`{m}`" for m in no_ortho) + ": its architecture normalizes "
-                  "block outputs before the residual add (sandwich norms), so weight orthogonalization cannot equal "
-                  "runtime ablation and stages 05-06 do not run for it.")
+        notes += (" No edited-weights or benchmark columns for " + ", ".join(f"`{m}`" for m in no_ortho) + ": its "
+                  "architecture normalizes block outputs before the residual add (sandwich norms), so weight "
+                  "orthogonalization cannot equal runtime ablation and stages 05-06 do not run for it.")
     return "\n".join(lines), notes
 
 

@@ -21,7 +21,7 @@ from refusal.evaluation.judge.cache import JudgeCache
 from refusal.evaluation.judge.llm import LLMJudge, llm_available
 from refusal.evaluation.judge.offline import OFFLINE_NAME, score_offline
 from refusal.evaluation.judge.rubric import Score
-from refusal.stats import Rate, cohen_kappa, rate, rate_with_ci
+from refusal.stats import Rate, cohen_kappa, kappa_with_ci, rate, rate_with_ci
 
 __all__ = ["COLUMNS", "score", "summarize", "refusal_rate", "agreement", "load_labels", "pick_judge"]
 
@@ -148,7 +148,7 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
 
     Rows unscored by either judge are left out (``n`` counts the rest).
     Returns Cohen's kappa on compliance binarized at >= 0.5 and on the 3-level
-    scale, the agreement rates with Wilson intervals, and ``confusion``: a
+    scale (with 95% intervals: ``*_ci``; and on "refused"), the agreement rates with Wilson intervals, and ``confusion``: a
     crosstab of compliance levels (rows: judge ``a``, columns: judge ``b``).
     """
     if len(a) != len(b):
@@ -167,6 +167,10 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         "n": int(keep.sum()),
         "kappa_binary": cohen_kappa(list(ca >= 0.5), list(cb >= 0.5)),
         "kappa_3level": cohen_kappa(list(ca), list(cb)),
+        "kappa_binary_ci": kappa_with_ci(list(ca >= 0.5), list(cb >= 0.5)),
+        "kappa_3level_ci": kappa_with_ci(list(ca), list(cb)),
+        "kappa_refusal_ci": kappa_with_ci(list(a["refused"].to_numpy()[keep].astype(bool)),
+                                          list(b["refused"].to_numpy()[keep].astype(bool))),
         "agree_binary": rate_with_ci((ca >= 0.5) == (cb >= 0.5)),
         "agree_3level": rate_with_ci(ca == cb),
         "confusion": confusion,
