@@ -1,7 +1,8 @@
 """Prompt data formats: validation, the study's JSON formats, and loaders for public datasets.
 
 Formats (as in the original study): pairs, a JSON list of ``[harmful, safe]`` string pairs
-(``List[List[str, str]]``); eval prompts, a JSON list of strings (``List[str]``). Loaders for AdvBench,
+(``List[List[str, str]]``); eval prompts, a JSON list of strings (``List[str]``), optionally with an aligned
+metadata list (``List[{field: value}]``, one entry per prompt, checked by ``validate_meta``). Loaders for AdvBench,
 HarmBench, JailbreakBench, Alpaca and one-prompt-per-line files turn public formats into the same lists.
 Every error is a :class:`DataError` naming the file and the place.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "Pair", "validate_pairs", "validate_prompts", "load_instructions", "load_pairs", "load_prompts",
+__all__ = ["DataError", "Pair", "validate_pairs", "validate_prompts", "validate_meta", "load_instructions",
+           "load_pairs", "load_prompts",
            "load_advbench", "load_harmbench", "load_jailbreakbench", "load_alpaca", "load_lines"]
 
 Pair = tuple[str, str]
@@ -75,6 +78,36 @@ def validate_prompts(data: Any, source: str = "<prompts>") -> list[str]:
             raise DataError(f"{source}: item [{i}] duplicates item [{seen[key]}]: {s[:60]!r}")
         seen[key] = i
         out.append(s)
+    return out
+
+
+def validate_meta(data: Any, n_prompts: int, allowed: Mapping[str, Collection[str]],
+                  source: str = "<meta>") -> list[dict[str, str]]:
+    """Check a metadata list aligned with a prompt list and return it.
+
+    ``data`` must be ``List[{field: value}]`` with exactly ``n_prompts`` entries (entry ``i`` describes prompt ``i``),
+    each entry holding exactly the fields of ``allowed`` with a value among ``allowed[field]``.
+
+    Raises:
+        DataError: naming ``source`` and the index (``[i]`` or ``[i].field``); a length mismatch names both lengths.
+    """
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a JSON list of metadata objects, got {type(data).__name__}")
+    if len(data) != n_prompts:
+        raise DataError(f"{source}: {len(data)} metadata entries for {n_prompts} prompts; "
+                        "the lists must be aligned, one entry per prompt")
+    fields = sorted(allowed)
+    out = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataError(f"{source}: item [{i}]: expected an object with fields {fields}, got {type(item).__name__}")
+        if sorted(item) != fields:
+            raise DataError(f"{source}: item [{i}]: fields {sorted(item)}, expected {fields}")
+        for field in fields:
+            if item[field] not in allowed[field]:
+                choices = sorted(allowed[field])
+                raise DataError(f"{source}: item [{i}].{field} = {item[field]!r} is not one of {choices}")
+        out.append(dict(item))
     return out
 
 
