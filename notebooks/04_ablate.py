@@ -330,7 +330,8 @@ write_csv(out / "dose_induce.csv", induce)
 write_csv(out / "rank_curve.csv", curve)
 write_csv(out / "rank_generations.csv", judged)
 write_json(out / "summary.json", {
-    "rates": rates.to_dict(orient="records"), "refusal_tokens": token_record, "judge": judge_name(generations),
+    "rates": rates.to_dict(orient="records"), "n_unscored": int(generations.unscored.sum()),
+    "refusal_tokens": token_record, "judge": judge_name(generations),
     "selected": {"layer": layer, "position": positions[pos_index], "bypass": best.bypass, "induce": best.induce,
                  "kl": best.kl, "note": selection_note, "kl_floor": scores.attrs["kl_floor"],
                  "kl_max_used": scores.attrs["kl_max_used"], "outlier_dims_zeroed": X.dropped},

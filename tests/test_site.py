@@ -53,7 +53,7 @@ def _fake_run(root, model, seed):
                             ("selected", "eval", "harmful"): 0.06, ("selected", "eval", "harmless"): 0.09,
                             ("random", "eval", "harmful"): 0.59, ("baseline", "independent", "harmful"): 0.42,
                             ("selected", "independent", "harmful"): 0.21}),
-        "judge": "offline-v2",
+        "judge": "offline-v2", "n_unscored": 7,
         "selected": {"layer": 9, "position": -1},
         "random_control": {"range": [{"set": "eval", "side": "harmful", "refusal_min": f(0.5), "refusal_max": f(0.7)}]},
         "original_rule": {"agrees": True},
@@ -119,7 +119,7 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
             # each printed number is an artifact value rounded to the printed digits
             digits = len(num.split(".")[1]) if "." in num else 0
             assert any(abs(round(a, digits) - value) < 1e-9 for a in artifact_numbers), (num, row)
-    assert "centralized" in rows[0] and "offline-v2" in notes and "n = 100" in notes and "2 item(s) could not be scored" not in notes
+    assert "centralized" in rows[0] and "offline-v2" in notes and "n = 100" in notes
     assert "sandwich" not in notes
 
 
@@ -430,3 +430,55 @@ def test_workflow_tests_pull_requests_caches_and_publishes_site():
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "_site"
     assert any(str(s.get("uses", "")).startswith("actions/deploy-pages") for j in jobs.values() for s in j.get("steps", []))
+
+
+# Numbers in names are not figures: model names, bit widths, dtypes, layer-0; nor are list-item numbers.
+_NAMES = re.compile(r"`[^`]*`|\]\([^)]*\)|https?://\S+|<[^>]+>|\bGemma \d\b|\b[\w.-]*[A-Za-z][\w.-]*\b"
+                    r"|(?m:^\s*\d+\.(?=\s))")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def typed_numbers(page: str, allowed: set[float]) -> list[str]:
+    """Numbers of a rendered page that are neither in ``allowed`` (to their printed digits) nor part of a name."""
+    out = []
+    for num in _NUMBER.findall(_NAMES.sub(lambda m: "#" * len(m.group(0)), page.split("---", 2)[-1])):
+        digits = len(num.split(".")[1]) if "." in num else 0
+        if not any(abs(round(a, digits) - float(num)) < 1e-9 for a in allowed):
+            out.append(num)
+    return out
+
+
+def _allowed_numbers(runs: Path) -> set[float]:
+    """Every number an artifact of ``runs`` holds, the published study's figures, the data size, the 95% level."""
+    from refusal.data import default_pairs
+    from refusal.report.findings import PUBLISHED
+
+    text = " ".join(p.read_text() for p in [*runs.rglob("*.json"), *runs.rglob("*.csv")])
+    nums = {float(x) for x in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)}
+    nums |= {float(p["peak_single_direction_compliance"]) for p in PUBLISHED}
+    return nums | {float(len(default_pairs())), 95.0}
+
+
+def _fake_agreement(runs: Path) -> None:
+    k = lambda x: {"kappa": x, "low": x - 0.11, "high": x + 0.09, "n": 157}  # noqa: E731
+    write_json(runs / "_compare" / "08_judges" / "agreement.json", {
+        "n": 157, "judge_model": "qwen25_coder_15b", "n_unscored_llm": 3, "kappa_refusal": k(0.713),
+        "kappa_3level": k(0.521), "kappa_binary": k(0.6), "vs_labels": {"offline": {"n": 60, "kappa": k(0.881)}}})
+
+
+def test_no_number_on_the_index_is_typed_by_hand(tmp_path):
+    """Every figure on the rendered index is read from an artifact (or is the published study's, labelled)."""
+    project, runs = _project(tmp_path)
+    _fake_agreement(runs)
+    page = site.write_index(project, runs).read_text()
+    assert "0.71 [0.60, 0.80]" in page and "n = 157" in page  # the judges' agreement, from its artifact
+    assert typed_numbers(page, _allowed_numbers(runs)) == []
+
+
+def test_a_figure_typed_into_the_template_is_caught(tmp_path):
+    project, runs = _project(tmp_path)
+    _fake_agreement(runs)
+    tmpl = project / site.TEMPLATE
+    tmpl.write_text(tmpl.read_text().replace("## Limitations", "## Limitations\n\n- |cos| 0.95 at full size, 11 nats."))
+    page = site.write_index(project, runs).read_text()
+    assert typed_numbers(page, _allowed_numbers(runs)) == ["0.95", "11"]

@@ -29,7 +29,8 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     if n == 0:
         return (math.nan, math.nan)
     low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
-    return (float(low), float(high))
+    # statsmodels' closed form can land a rounding step on the wrong side of 0/n or n/n (e.g. 7/7 -> 0.9999999999999999)
+    return (min(float(low), k / n), max(float(high), k / n))
 
 
 @dataclass(frozen=True)
@@ -132,5 +133,6 @@ def kappa_with_ci(a: Sequence[Any], b: Sequence[Any]) -> dict[str, float | int]:
     for x, y in pairs:
         table[index[x], index[y]] += 1
     res = cohens_kappa(table)  # 95% interval
-    return {"kappa": float(res["kappa"]), "low": float(res["kappa_low"]), "high": float(res["kappa_upp"]),
+    return {"kappa": float(res["kappa"]), "low": max(-1.0, float(res["kappa_low"])),
+            "high": min(1.0, float(res["kappa_upp"])),
             "n": len(pairs)}

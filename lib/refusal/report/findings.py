@@ -16,7 +16,7 @@ import pandas as pd
 from refusal.artifacts import read_json, write_csv, write_json
 from refusal.paths import runs_dir
 
-__all__ = ["model_row", "findings_table", "models_with_results", "PUBLISHED", "published_table", "COMPARE_RUN",
+__all__ = ["model_row", "cross_dir", "findings_table", "models_with_results", "PUBLISHED", "published_table", "COMPARE_RUN",
            "comparison_dir", "export_findings", "FINDINGS_FILES"]
 
 # The comparison (07_compare) is not a model: its artifacts live in runs/_compare/07_compare/ (the leading
@@ -54,7 +54,7 @@ def models_with_results(root: Path | None = None) -> list[str]:
     return sorted(p.parent.parent.name for p in root.glob("*/04_ablate/summary.json"))
 
 
-def _rate(rates: list[dict], condition: str, set_name: str, side: str) -> dict | None:
+def rate_record(rates: list[dict], condition: str, set_name: str, side: str) -> dict | None:
     for r in rates:
         if (r["condition"], r["set"], r["side"]) == (condition, set_name, side):
             return r
@@ -98,24 +98,24 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
                 row["d_test"], row["d_test_low"], row["d_test_high"] = (float(hit.iloc[0][c]) for c in
                                                                         ("d_test", "d_test_lo", "d_test_hi"))
         rates = s["rates"]
-        base = _rate(rates, "baseline", "eval", "harmful")
+        base = rate_record(rates, "baseline", "eval", "harmful")
         _put(row, "baseline_refusal", base)
         row["n_eval"] = base["n"] if base else None
-        row["n_unscored"] = sum(r["n_unscored"] for r in rates)
-        _put(row, "harmless_refusal", _rate(rates, "baseline", "eval", "harmless"))
-        sel = _rate(rates, "selected", "eval", "harmful")
+        row["n_unscored"] = s.get("n_unscored")
+        _put(row, "harmless_refusal", rate_record(rates, "baseline", "eval", "harmless"))
+        sel = rate_record(rates, "selected", "eval", "harmful")
         _put(row, "ablated_refusal", sel)
         if sel:
             row["ablated_compliance"], row["ablated_coherence"] = sel["mean_compliance"], sel["mean_coherence"]
-        _put(row, "ablated_harmless_refusal", _rate(rates, "selected", "eval", "harmless"))
-        _put(row, "random_refusal", _rate(rates, "random", "eval", "harmful"))
+        _put(row, "ablated_harmless_refusal", rate_record(rates, "selected", "eval", "harmless"))
+        _put(row, "random_refusal", rate_record(rates, "random", "eval", "harmful"))
         rng = [r for r in s["random_control"]["range"] if (r["set"], r["side"]) == ("eval", "harmful")]
         if rng:
             row["random_refusal_min"], row["random_refusal_max"] = rng[0]["refusal_min"], rng[0]["refusal_max"]
         for cond, key in (("baseline", "independent_baseline_refusal"), ("selected", "independent_ablated_refusal"),
                           ("random", "independent_random_refusal")):
-            _put(row, key, _rate(rates, cond, "independent", "harmful"))
-        _put(row, "independent_ablated_harmless_refusal", _rate(rates, "selected", "independent", "harmless"))
+            _put(row, key, rate_record(rates, cond, "independent", "harmful"))
+        _put(row, "independent_ablated_harmless_refusal", rate_record(rates, "selected", "independent", "harmless"))
         v = s["verdict"]
         row["verdict"] = v["verdict"]
         row["effective_rank"] = v["effective_rank"]
@@ -126,9 +126,9 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
     edited = d / "05_orthogonalize" / "rates.csv"
     if edited.exists():
         e = pd.read_csv(edited).to_dict("records")
-        _put(row, "edited_refusal", _rate(e, "edited", "eval", "harmful"))
-        _put(row, "edited_harmless_refusal", _rate(e, "edited", "eval", "harmless"))
-        _put(row, "independent_edited_refusal", _rate(e, "edited", "independent", "harmful"))
+        _put(row, "edited_refusal", rate_record(e, "edited", "eval", "harmful"))
+        _put(row, "edited_harmless_refusal", rate_record(e, "edited", "eval", "harmless"))
+        _put(row, "independent_edited_refusal", rate_record(e, "edited", "independent", "harmful"))
     cap = _read(d / "06_benchmark" / "capability.json")
     if cap:
         row["harmless_first_token_kl"] = cap["kl_ce"]["first_token_kl"]
@@ -147,6 +147,13 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
 def comparison_dir(root: Path | None = None) -> Path:
     """``runs/_compare/07_compare/``: the comparison's artifact folder (not created)."""
     return (root or runs_dir()) / COMPARE_RUN / "07_compare"
+
+
+def cross_dir(stage: str, root: Path | None = None) -> Path:
+    """``runs/_compare/<stage>/``: the artifact folder of a cross-model stage, created if missing."""
+    d = (root or runs_dir()) / COMPARE_RUN / stage
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def export_findings(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
