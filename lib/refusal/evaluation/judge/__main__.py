@@ -21,6 +21,7 @@ import pandas as pd
 from refusal.artifacts import read_json, write_csv, write_json
 from refusal.evaluation.judge.api import agreement, score, summarize
 from refusal.evaluation.judge.cache import JudgeCacheError
+from refusal.evaluation.judge.scrub import install_log_filter
 
 log = logging.getLogger("refusal.evaluation.judge")
 
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--response-format", choices=["json_schema", "json_object", "none"], default="json_schema")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO",
+                   help="DEBUG also shows the HTTP client's log (secrets masked)")
     return p
 
 
@@ -83,7 +86,11 @@ def _no_nan(obj: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Score the input file, write the CSV (and summary), print the summary."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    if args.log_level == "DEBUG":  # asked for: the HTTP client's lines too (the scrub filter masks their secrets)
+        for name in ("openai", "httpx", "httpx2", "httpcore", "httpcore2"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    install_log_filter()
     prompts, responses = _read_items(args.input)
     kw: dict[str, Any] = dict(
         model=args.model, base_url=args.base_url, cache=False if args.no_cache else (args.cache or True),

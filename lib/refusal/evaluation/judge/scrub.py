@@ -3,10 +3,10 @@
 A judge endpoint is hostile input: a server may echo the key back in an error message (a 401 that quotes it),
 and the HTTP client logs the full request URL, which can hold credentials (``https://user:pass@host``,
 ``?token=...``, ``?key=...``, ``api_key=...``). :func:`scrub` removes those from a text;
-:func:`install_log_filter` puts a :class:`ScrubFilter` on the loggers of the OpenAI client and its HTTP stack
-(``openai``, ``httpx``/``httpx2``, ``httpcore``/``httpcore2`` and their children) and on the judge's own, so no
-log line carries a secret whatever level a notebook or a test sets; it also keeps the HTTP loggers at WARNING
-unless someone set their level explicitly (their INFO line prints every request's URL).
+:func:`install_log_filter` scrubs every log record of the OpenAI client and its HTTP stack (``openai``,
+``httpx``/``httpx2``, ``httpcore``/``httpcore2`` and their children) and of the judge as it is made, so no log
+line carries a secret whatever level a notebook or a test sets; it also keeps the HTTP loggers at WARNING unless
+someone set their level explicitly (their INFO line prints every request's URL).
 
 Scrub before you cut: cutting a text to a length first can leave a piece of the key that no rule finds.
 """
@@ -95,21 +95,30 @@ class ScrubFilter(logging.Filter):
 _FILTER = ScrubFilter()
 
 
-def install_log_filter() -> None:
-    """Put the scrub filter on every logger of the OpenAI client, its HTTP stack and the judge (idempotent).
+def _under(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in roots)
 
-    A logger's filter sees only the records logged on that logger itself, so the filter goes on each existing
-    logger under those roots (import the client first: its modules create their loggers on import) and on the
-    roots. The HTTP loggers are set to WARNING unless their level was set explicitly.
+
+def install_log_filter() -> None:
+    """Scrub every log record of the OpenAI client, its HTTP stack and the judge as it is made (idempotent).
+
+    A logger's filter sees only the records logged on that logger itself, and the HTTP stack creates some of its
+    loggers only when it first opens a connection (``httpcore2.http11``), so filters on the loggers that exist
+    now would miss them. The scrub is done by the log-record factory instead (chained to the one in place), for
+    records whose logger is under ``openai``, ``httpx``, ``httpx2``, ``httpcore``, ``httpcore2`` or
+    ``refusal.evaluation.judge``, whatever the handlers and levels. The HTTP loggers are also set to WARNING
+    unless their level was set explicitly: their INFO line prints every request's URL.
     """
-    names = set(_LOGGER_ROOTS)
-    for name in list(logging.root.manager.loggerDict):
-        if any(name == r or name.startswith(r + ".") for r in _LOGGER_ROOTS):
-            names.add(name)
-    for name in sorted(names):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "_scrubs", False):
+        def scrubbing_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            if _under(record.name, _LOGGER_ROOTS):
+                _FILTER.filter(record)
+            return record
+
+        scrubbing_factory._scrubs = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(scrubbing_factory)
     for name in _HTTP_ROOTS:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
