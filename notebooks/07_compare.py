@@ -49,9 +49,10 @@ print(f"{len(names)} model(s) with results: {', '.join(names) or '(none: run mak
 # %%
 # NBVAL_CHECK_OUTPUT
 cols = ["model", "layer", "position", "d_test", "baseline_refusal", "baseline_refusal_low", "baseline_refusal_high",
-        "ablated_refusal", "ablated_refusal_low", "ablated_refusal_high", "ablated_compliance", "ablated_coherence",
-        "random_refusal", "k1_compliance", "max_compliance", "effective_rank", "verdict", "benchmark_delta",
-        "harmless_first_token_kl", "n_eval", "judge"]
+        "ablated_refusal", "ablated_refusal_low", "ablated_refusal_high", "random_refusal", "harmless_refusal",
+        "ablated_harmless_refusal", "independent_baseline_refusal", "independent_ablated_refusal", "edited_refusal",
+        "ablated_compliance", "ablated_coherence", "k1_compliance", "max_compliance", "gain_over_chance",
+        "effective_rank", "verdict", "benchmark_delta", "harmless_first_token_kl", "n_eval", "n_unscored", "judge"]
 with pd.option_context("display.max_columns", None):
     display(table[[c for c in cols if c in table]].round(3) if not table.empty else table)
 

