@@ -6,12 +6,15 @@ as soon as it arrives: an interrupted run loses nothing and the next run asks
 only for what is missing. WAL mode plus a busy timeout lets several processes
 write at once. Only final grades are stored: unscored items are never cached.
 
-Default location: ``cache_dir()/judge.sqlite`` (``REFUSAL_CACHE`` moves it).
+Default location: ``cache_dir()/judge.sqlite`` (``REFUSAL_CACHE`` moves it), or ``REFUSAL_JUDGE_CACHE``: the
+workflow gives each job a file of its own on a local disk (SQLite is not safe on a network filesystem shared by
+several nodes) and merges the new grades into the shared file with :func:`merge_into`, one writer at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -22,7 +25,7 @@ from refusal.artifacts import sha256_json
 from refusal.evaluation.judge.rubric import RUBRIC_VERSION, Grade
 from refusal.paths import cache_dir
 
-__all__ = ["JudgeCache", "cache_key", "default_cache_path"]
+__all__ = ["JudgeCache", "cache_key", "default_cache_path", "merge_into"]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,9 @@ CREATE TABLE IF NOT EXISTS grades (
 
 
 def default_cache_path() -> Path:
-    """``cache_dir()/judge.sqlite``."""
-    return cache_dir() / "judge.sqlite"
+    """``$REFUSAL_JUDGE_CACHE`` when set, else ``cache_dir()/judge.sqlite``."""
+    env = os.environ.get("REFUSAL_JUDGE_CACHE")
+    return Path(env) if env else cache_dir() / "judge.sqlite"
 
 
 def cache_key(model: str, prompt: str, response: str, rubric_version: str = RUBRIC_VERSION) -> str:
@@ -122,3 +126,24 @@ class JudgeCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def merge_into(dst: str | Path, sources: Iterable[str | Path], since: float | None = None) -> int:
+    """Copy into the store ``dst`` the grades of the stores ``sources`` that it lacks (created at or after ``since``,
+    when given); a grade already in ``dst`` is kept. Returns the number of grades added."""
+    with JudgeCache(dst) as target:
+        before = len(target)
+        for src in sources:
+            con = sqlite3.connect(str(src))
+            try:
+                rows = con.execute(
+                    "SELECT key, rubric_version, model, compliance, coherence, reason, created FROM grades"
+                    + (" WHERE created >= ?" if since is not None else ""), () if since is None else (since,)
+                ).fetchall()
+            finally:
+                con.close()
+            with target._lock:
+                target._conn.execute("BEGIN")
+                target._conn.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                target._conn.execute("COMMIT")
+        return len(target) - before
