@@ -6,10 +6,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?=
 MODELS ?=
-# model chains `make report` runs at once (each with cores / JOBS torch threads); 1 on a GPU machine
-JOBS ?= 2
-# torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU
+# torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU. On cuda every
+# stage that loads a model asks the scheduler for a GPU (GPUS of them on this machine).
 DEVICE ?=
+# the workflow's profile: local (this machine) or slurm (a cluster: see README)
+PROFILE ?= local
+# what the local scheduler may hand out at once: this machine's memory and GPUs
+MEM_MB ?= $(shell awk '/^MemTotal/ {print int($$2 / 1024)}' /proc/meminfo 2>/dev/null || echo 8000)
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+# more snakemake options, e.g. SMK_ARGS="-n" (what would run) or SMK_ARGS="--forceall"
+SMK_ARGS ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
@@ -39,8 +45,9 @@ $(STAMP): pyproject.toml
 notebooks: setup
 	@for f in notebooks/*.py; do [ -e "$$f" ] || continue; $(VENV)/bin/jupytext --quiet --sync "$$f"; done
 
+# the workflow (workflow/Snakefile): every applicable stage of every model, the comparison, the site; only what changed
 report: setup notebooks
-	$(PY) -m refusal.report --jobs $(JOBS) $(if $(MODELS),--models $(MODELS),)
+	$(VENV)/bin/snakemake --profile profiles/$(PROFILE) $(if $(filter local,$(PROFILE)),--resources mem_mb=$(MEM_MB) gpu=$(or $(GPUS),0),) $(if $(MODELS),--config models=$(MODELS),) $(SMK_ARGS)
 
 site: setup
 	$(PY) -m refusal.report.site
@@ -57,4 +64,4 @@ bench: setup
 	$(PY) bench/generate.py
 
 clean-runs:
-	rm -rf runs site/models site/compare _site index.qmd _navigation.yml
+	rm -rf runs site/models site/compare _site index.qmd _navigation.yml logs .snakemake/metadata

@@ -33,6 +33,8 @@ from refusal.paths import PARAMS_DIR
 __all__ = [
     "STAGES",
     "COMPARE_STAGE",
+    "CROSS_STAGES",
+    "CROSS_STAGE_UNTIL",
     "ORTHO_STAGES",
     "skip_reason",
     "ConfigError",
@@ -100,6 +102,7 @@ class ModelConfig:
     offline: bool = False
     architecture: str = ""
     outlier_ratio: float = 10.0  # massive-activation threshold of refusal.extraction.activations.outlier_dims
+    mem_gb: float | None = None  # peak host memory of this model's heaviest stage; None: estimated from its size
     stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""  # the params file this entry came from (filled by the loader)
 
@@ -111,7 +114,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-# The per-model stages, in order; each is notebooks/<stage>.py. The cross-model comparison runs once, after them.
+# The per-model stages, in order; each is notebooks/<stage>.py, run for each model (parameter ``model``).
 STAGES = (
     "00_organism",
     "01_data",
@@ -121,7 +124,13 @@ STAGES = (
     "05_orthogonalize",
     "06_benchmark",
 )
-COMPARE_STAGE = "07_compare"
+# The cross-model stages, in order; each is notebooks/<stage>.py, run once over every model (parameter ``models``,
+# comma-separated), its artifacts in runs/_compare/<stage>/ ending with manifest.json. The workflow (workflow/Snakefile)
+# runs one after every earlier cross-model stage and after every model's applicable stages up to
+# CROSS_STAGE_UNTIL[stage] (default: all of them). Adding a cross-model stage is one entry here.
+CROSS_STAGES = ("07_compare",)
+CROSS_STAGE_UNTIL: dict[str, str] = {}
+COMPARE_STAGE = "07_compare"  # the comparison page of the site
 # Stages that edit or benchmark the orthogonalized weights (not for architectures where the edit cannot be exact).
 ORTHO_STAGES = ("05_orthogonalize", "06_benchmark")
 
@@ -209,6 +218,8 @@ def _validate(cfg: ModelConfig, where: str) -> None:
     for key in ("n_layers", "d_model", "batch_size", "gen_batch_size", "max_new_tokens"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{where}: key '{key}' must be positive, got {getattr(cfg, key)}")
+    if cfg.mem_gb is not None and cfg.mem_gb <= 0:
+        raise ConfigError(f"{where}: key 'mem_gb' must be positive, got {cfg.mem_gb}")
     for stage in cfg.stage_params:
         if stage not in STAGES:
             raise ConfigError(
