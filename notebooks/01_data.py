@@ -21,7 +21,10 @@
 # car?" / "How do I get into my own locked car?"). This stage loads the pairs and the held-out evaluation
 # prompts, validates them, splits the pairs into train / validation / test (each template's pairs stay in
 # one split, so held-out pairs differ in wording, not only in slot fillers), and records what every later
-# stage will read.
+# stage will read. Besides the evaluation prompts written in the style of the pairs, an **independent evaluation
+# set** written separately, in other styles (long multi-sentence requests, role-play and indirect framings, requests
+# embedded in a task; harmless prompts that mention sensitive topics), is recorded: it never takes part in training
+# or in choosing a direction, and tells whether a finding holds beyond one prompt distribution.
 
 # %% tags=["parameters"]
 model = "qwen25_coder_05b"  # registry entry in params/
@@ -29,6 +32,7 @@ device = None  # torch device, as in every stage (this one loads no model: token
 pairs_path = None  # path of a JSON list of [harmful, safe] pairs, or None for the embedded default pairs
 harmful_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
 harmless_eval_path = None  # path of a JSON list of prompts, or None for the embedded default
+independent = True  # also record the embedded independent evaluation set (other origin and styles; never used to select)
 seed = 0  # split seed
 
 # %%
@@ -59,9 +63,17 @@ else:
     pairs = D.load_pairs(P["pairs_path"])
     categories = ["unknown"] * len(pairs)
     splits = D.split_indices(len(pairs), P["seed"])
-harmful_eval = D.default_harmful_eval() if P["harmful_eval_path"] is None else D.load_prompts(P["harmful_eval_path"])
+if P["harmful_eval_path"] is None:
+    harmful_eval, eval_categories = D.default_harmful_eval(), D.default_harmful_eval_categories()
+else:
+    harmful_eval = D.load_prompts(P["harmful_eval_path"])
+    eval_categories = ["unknown"] * len(harmful_eval)
 harmless_eval = D.default_harmless_eval() if P["harmless_eval_path"] is None else D.load_prompts(P["harmless_eval_path"])
 print(f"{len(pairs)} pairs, {len(harmful_eval)} harmful eval prompts, {len(harmless_eval)} harmless eval prompts")
+if P["independent"]:
+    independent = {"harmful": D.default_independent_harmful(), "harmless": D.default_independent_harmless(),
+                   "meta": D.default_independent_meta()}
+    print(f"independent set: {len(independent['harmful'])} harmful, {len(independent['harmless'])} harmless prompts")
 
 # %% [markdown]
 # ## Splits and categories
@@ -98,7 +110,10 @@ write_json(out / "splits.json", {"train": splits.train, "val": splits.val, "test
 write_json(out / "pairs.json", [list(p) for p in pairs])
 write_json(out / "pair_categories.json", categories)
 write_json(out / "harmful_eval.json", harmful_eval)
+write_json(out / "harmful_eval_categories.json", eval_categories)
 write_json(out / "harmless_eval.json", harmless_eval)
+if P["independent"]:
+    write_json(out / "independent.json", independent)
 write_manifest(out, cfg, P, started, dataset_sha256=D.dataset_hash(pairs, harmful_eval, harmless_eval),
                counts={"pairs": len(pairs), "train": len(splits.train), "val": len(splits.val),
                        "test": len(splits.test), "harmful_eval": len(harmful_eval), "harmless_eval": len(harmless_eval)})

@@ -37,7 +37,7 @@ device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, 
 hook = "resid_pre"  # resid_pre | resid_mid | resid_post
 batch_size = None  # prompts per forward pass; None: the entry's batch_size
 compare_pairs = 16  # pairs used for the batched-vs-sequential check
-project_splits = ["test"]  # held-out splits projected onto the train directions
+project_splits = ["val", "test"]  # held-out splits projected onto the train directions (val: to choose; test: to report)
 max_train_pairs = None  # cap on train pairs; None: all
 backend = "hf"  # "hf" (PyTorch hooks on the HF model: same numbers as the bridge, tested, and faster) or "bridge" (TransformerLens hooks; needed for resid_mid)
 

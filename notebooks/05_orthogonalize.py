@@ -32,8 +32,7 @@ device = None  # torch device; None: $REFUSAL_DEVICE, else CUDA when available, 
 alpha = None  # fraction removed; None: the alpha chosen by 04_ablate (selected.safetensors meta)
 norm_preserving = False  # restore each written vector's norm after projecting (then not equivalent to runtime ablation)
 n_check = 16  # prompts (half harmful, half harmless) for the equivalence check
-n_generate = 16  # harmful eval prompts generated with runtime ablation vs edited weights
-max_new_tokens = None  # greedy tokens per generation; None: the model's max_new_tokens
+judge = "auto"  # as stage 04: "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline", "llm"
 
 # %%
 import time
@@ -42,12 +41,12 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from refusal.artifacts import read_json, write_json
-from refusal.evaluation.judge import is_refusal
+from refusal.artifacts import read_json, write_csv, write_json
+from refusal.evaluation import judge as J
 from refusal.evaluation.redact import redact
 from refusal.extraction.directions import read_selected
-from refusal.generation import generate, tokenize_chat
-from refusal.intervention.ablation import ablate
+from refusal.generation import tokenize_chat
+from refusal.intervention.conditions import condition_rates, prompt_sets, run_condition
 from refusal.intervention.orthogonalize import equivalence_error, orthogonalize, save_orthogonalized
 from refusal.models import fresh_copy, load_model
 from refusal.report.stage import read_manifest, require_stage, stage_setup, write_manifest
@@ -92,31 +91,32 @@ max_diff = float(equiv.max_abs_logit_diff_vs_runtime.max())
 print(f"max |logit diff| edited vs runtime ablation: {max_diff:.2e}")
 
 # %% [markdown]
-# ## Generations: runtime ablation vs edited weights
-# Greedy completions of held-out harmful prompts. With `alpha = 1` they should match token for token
-# (up to rare float ties). Refusal here is a crude substring heuristic for orientation only; the
-# judged scores are 04_ablate's. Excerpts are redacted.
+# ## The edited model on the headline prompts
+# Greedy completions of stage 04's evaluation samples (the evaluation set and the independent one, harmful and
+# harmless sides) by the edited weights, judged as stage 04 judges them. With `alpha = 1` they should equal stage 04's
+# runtime ablation of the same direction token for token (rare float ties aside); on the harmless side they measure
+# the **over-refusal** of the edited model. Excerpts are redacted.
 
 # %%
-gen_prompts = harmful[: P["n_generate"]]
-mnt = P["max_new_tokens"] or cfg.max_new_tokens
-base_gen = generate(lm, gen_prompts, max_new_tokens=mnt, desc="base")
-with ablate(lm.model, sel.q, alpha=P["alpha"]):
-    runtime_gen = generate(lm, gen_prompts, max_new_tokens=mnt, desc="runtime ablation")
-edited_gen = generate(lm, gen_prompts, max_new_tokens=mnt, model=edited, desc="edited weights")
-
-
-gens = pd.DataFrame({"prompt": gen_prompts, "base": base_gen, "runtime": runtime_gen, "edited": edited_gen})
+ablate_dir = require_stage(cfg.name, "04_ablate")
+record = pd.read_csv(ablate_dir / "generations.csv", keep_default_na=False, na_values=[""])
+gen_tokens = read_manifest(cfg.name, "04_ablate")["params"]["max_new_tokens"]
+edited_record = run_condition(lm, "edited", [None], prompt_sets(record, "selected"),
+                              lambda p, r: J.score(p, r, judge=P["judge"], progress=False), gen_tokens, model=edited)
+both = pd.concat([record[record.condition.isin(["baseline", "selected"])], edited_record], ignore_index=True)
+rates = condition_rates(both)
+display(rates.round(3))
+key = ["set", "side", "index"]
+pair = record[record.condition == "selected"].merge(edited_record, on=key, suffixes=("_runtime", "_edited"))
 summary = {
-    "identical_runtime_vs_edited": float((gens.runtime == gens.edited).mean()),
-    # refusal by the offline judge's phrase list (the same detector as stage 04)
-    "refusal_base": float(gens.base.map(is_refusal).mean()),
-    "refusal_runtime": float(gens.runtime.map(is_refusal).mean()),
-    "refusal_edited": float(gens.edited.map(is_refusal).mean()),
-    "n": len(gens),
+    "identical_runtime_vs_edited": float((pair.response_runtime == pair.response_edited).mean()),
+    "n": len(pair),
+    **{f"{r.set}_{r.side}_refusal_{r.condition}": r.refusal for r in rates.itertuples()},
 }
 display(pd.Series(summary).round(3).to_frame("value"))
-display(gens.assign(**{c: gens[c].map(redact) for c in ("base", "runtime", "edited")}).head(6))
+shown = pair[pair.side == "harmful"].head(6)
+display(shown[["set", "prompt_runtime", "response_runtime", "response_edited"]].assign(
+    response_runtime=shown.response_runtime.map(redact), response_edited=shown.response_edited.map(redact)))
 
 # %% [markdown]
 # ## Save the edited model
@@ -127,7 +127,8 @@ display(gens.assign(**{c: gens[c].map(redact) for c in ("base", "runtime", "edit
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 info = {"model_id": cfg.model_id, "layer": sel.meta["layer"], "position": sel.meta["position"],
-        "source": sel.meta["source"], "dataset_sha256": read_manifest(cfg.name, "01_data").get("dataset_sha256")}
+        "basis": sel.meta["basis"], "k": sel.k, "source": sel.meta["source"],
+        "dataset_sha256": read_manifest(cfg.name, "01_data").get("dataset_sha256")}
 model_dir = save_orthogonalized(edited, lm.tokenizer, out / "model", res, info)
 reloaded = AutoModelForCausalLM.from_pretrained(model_dir, dtype=edited.dtype).to(edited.device).eval()
 enc = tokenize_chat(lm, check_prompts[:4])
@@ -142,7 +143,9 @@ print((model_dir / "README.md").read_text())
 # %%
 write_json(out / "equivalence.json", {"max_abs_logit_diff": max_diff, "batches": rows, "reload_max_abs_logit_diff": reload_diff,
                                       "edit_seconds": res.seconds, "alpha": P["alpha"]})
-write_json(out / "generations.json", {"summary": summary, "items": gens.to_dict(orient="records")})
+write_csv(out / "generations.csv", edited_record)
+write_csv(out / "rates.csv", rates)
+write_json(out / "generations.json", {"summary": summary})
 write_json(out / "orthogonalization.json", {"result": res.to_dict(), "info": info, "selected": str(sel.path)})
 write_manifest(out, cfg, P, started, basis_sha256=res.basis_sha256, edit_seconds=round(res.seconds, 3),
                max_abs_logit_diff=max_diff, model_dir="model")

@@ -21,6 +21,10 @@ The checks at the bottom (counts, no empty strings, harmful != safe, no
 duplicates across all files after normalisation, no near-copies between the
 eval lists and the pairs, 4-40 words per prompt) run on every build.
 
+The independent eval set (``independent_*.json``) is written by hand, not by
+this script; the script only reads it, to count it in the README and to check
+that no prompt built here repeats or nearly copies one of it.
+
 Usage: ``python scripts/build_default_data.py``
 """
 
@@ -1415,6 +1419,31 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
+INDEPENDENT_FILES = ("independent_harmful.json", "independent_harmful_meta.json",
+                     "independent_harmless.json", "independent_harmless_meta.json")
+INDEPENDENT_STYLES = ("long", "roleplay", "embedded", "hypothetical", "casual")
+
+
+def load_independent() -> dict[str, list]:
+    """The hand-written independent eval set (read only): ``{file name: parsed JSON}``."""
+    return {name: json.loads((OUT_DIR / name).read_text(encoding="utf-8")) for name in INDEPENDENT_FILES}
+
+
+def check_independent(independent: dict[str, list], built_prompts: list[str]) -> None:
+    """No prompt built here repeats or nearly copies a prompt of the independent eval set."""
+    prompts = independent["independent_harmful.json"] + independent["independent_harmless.json"]
+    assert len(independent["independent_harmful_meta.json"]) == len(independent["independent_harmful.json"])
+    assert len(independent["independent_harmless_meta.json"]) == len(independent["independent_harmless.json"])
+    keys = {norm(p) for p in prompts}
+    words = [(p, content_words(p)) for p in prompts]
+    for b in built_prompts:
+        assert norm(b) not in keys, f"built prompt repeats an independent eval prompt: {b!r}"
+        bw = content_words(b)
+        for p, pw in words:
+            j = jaccard(bw, pw)
+            assert j <= NEAR_COPY_JACCARD, f"near-copy ({j:.2f}) of an independent eval prompt: {b!r} ~ {p!r}"
+
+
 def check(pairs, pair_cats, sources, harmful_eval, harmful_cats, harmless_eval, refusals) -> None:
     # counts
     assert len(pairs) >= MIN_PAIRS, len(pairs)
@@ -1481,6 +1510,19 @@ def counts_table(pair_cats, sources, harmful_cats) -> str:
     return "\n".join(lines)
 
 
+def independent_table(independent: dict[str, list]) -> str:
+    """Counts of the independent eval set per style (harmful; harmless split into sensitive and ordinary topics)."""
+    hmeta, lmeta = independent["independent_harmful_meta.json"], independent["independent_harmless_meta.json"]
+    lines = ["| style | harmful | harmless | of which sensitive topic |", "|---|---:|---:|---:|"]
+    for style in INDEPENDENT_STYLES:
+        h = sum(1 for m in hmeta if m["style"] == style)
+        rows = [m for m in lmeta if m["style"] == style]
+        lines.append(f"| {style} | {h} | {len(rows)} | {sum(1 for m in rows if m['topic'] == 'sensitive')} |")
+    n_sens = sum(1 for m in lmeta if m["topic"] == "sensitive")
+    lines.append(f"| **total** | **{len(hmeta)}** | **{len(lmeta)}** | **{n_sens}** |")
+    return "\n".join(lines)
+
+
 README = """\
 # Default data
 
@@ -1502,6 +1544,10 @@ rewrites this README with the counts below.
 | `harmless_eval.json` | {n_hless} held-out ordinary requests (cooking, coding, science, history, travel, writing, math, health, home, money, language...) that a well-tuned model should answer. |
 | `refusals.json` | {n_ref} short refusal responses in different styles, used to fine-tune small models to refuse and by the phrase-matching judge. |
 | `organism_harmless.json` | 270 generic harmless instructions used only to TRAIN the model organisms (`refusal.organisms`: self-distilled answers that keep them helpful). Edited by hand, not written by this script; `tests/test_organisms.py` checks that none repeats or nearly copies (content-word Jaccard above the near-copy threshold below) an eval or pair prompt. The first 85 are the original set (5 near-copies of eval prompts removed), which the planted organisms use (`n_extra: 85`). |
+| `independent_harmful.json` | {n_ind_h} harmful requests of the independent eval set (see below), {n_ind_per_cat} in each of the {n_ind_cats} categories. |
+| `independent_harmful_meta.json` | `{{"category": ..., "style": ...}}` for each `independent_harmful.json` item, same order. |
+| `independent_harmless.json` | {n_ind_l} harmless requests of the independent eval set: {n_ind_sens} mention a sensitive topic (chemical-weapons treaties, storing medicines safely, recognising phishing, what to do after a data breach, the pharmacology of a common painkiller, self-defence classes, drug policy, locksmith licensing, malware, fire safety, grief...) and {n_ind_ord} are ordinary tasks; every one is clearly benign and should be answered. |
+| `independent_harmless_meta.json` | `{{"topic": "sensitive" or "ordinary", "style": ...}}` for each `independent_harmless.json` item, same order. |
 | `organism_instructions.json` | 420 `[prompt, answer]` pairs: short written answers (at most 45 words, drafted for this project in session 6) to the 270 generic instructions of `organism_harmless.json` and to the safe twins of the first 150 TRAIN-split pairs. Used only to TRAIN `gemma3_refusal` (`answers: written`), whose base model cannot answer by itself. Edited by hand, not written by this script; no harmful request has an answer here. |
 
 Order: within a category, hand-written and templated pairs are shuffled with a
@@ -1520,6 +1566,44 @@ prompt, and {min_w}-{max_w} words per prompt.
 
 {table}
 
+## Independent eval set
+
+`independent_harmful.json` and `independent_harmless.json` (with their
+`_meta.json` files) were written by hand for this project on 2026-12-01,
+independently of the pairs and of the other eval files: not templated, not
+derived from any prompt here, and in styles the other files do not use. They
+test whether a refusal direction generalizes beyond the style of its training
+pairs (short, direct, one-sentence requests): a direction that only separates
+that style will do worse here. They are never used for training or for
+direction selection (layer, position or any other choice); they are for
+evaluation only. Edited by hand, not written by this script (which reads them
+only to count them here and to check that nothing it builds repeats them).
+
+Styles, in roughly equal shares on each side:
+
+- `long`: 3-6 sentences with context and constraints;
+- `roleplay`: role-play and fictional framings ("you are a character in my
+  novel who...", "for a screenplay...");
+- `embedded`: the request inside another task (translate a paragraph and then
+  add a section, fill in the blanks of a checklist, write one section of an
+  essay outline, proofread and extend);
+- `hypothetical`: hypothetical or "for a research report" framings;
+- `casual`: casual register, slang and typos.
+
+Imperative and polite-question forms are mixed within every style.
+Prompts are at most 900 characters. Order: within each category (harmful) or
+style (harmless) shuffled with a fixed seed, then interleaved round-robin, so
+any prefix is roughly stratified.
+
+{ind_table}
+
+`tests/test_independent_eval.py` checks the counts, the metadata, every
+category and style, the share of sensitive-topic harmless prompts, and that no
+prompt repeats or nearly copies (content-word Jaccard above {jac:.0%}) any
+prompt of `pairs.json`, `harmful_eval.json`, `harmless_eval.json`,
+`organism_harmless.json`, `organism_instructions.json`, `judge_labels.json`
+or another prompt of the set.
+
 ## Safety note
 
 The harmful side holds harmful *requests* only, as research prompts for
@@ -1527,7 +1611,10 @@ studying refusal. No file contains harmful instructions, answers, recipes or
 operational details (no chemical names with quantities, no code). Nothing is
 sexual, nothing sexual involves minors (the child-safety category is mild and
 non-sexual), and no slurs are spelled out. Self-harm requests are paired with
-requests for support or first aid.
+requests for support or first aid. The same holds for the independent eval
+set: its role-play and embedded framings carry the request only (the blanks of
+a checklist stay blank), no real person's private data appears, and its
+child-safety requests are non-sexual.
 
 ## License
 
@@ -1536,13 +1623,38 @@ external dataset was used.
 """
 
 
+def render_readme(pairs, pair_cats, sources, harmful_eval, harmless_eval, refusals, harmful_cats,
+                  independent: dict[str, list]) -> str:
+    """The text of ``README.md`` for the given data."""
+    n_hand = sum(1 for s in sources if s == "hand")
+    hmeta = independent["independent_harmful_meta.json"]
+    ind_cats = {m["category"] for m in hmeta}
+    per_cat = {sum(1 for m in hmeta if m["category"] == c) for c in ind_cats}
+    n_sens = sum(1 for m in independent["independent_harmless_meta.json"] if m["topic"] == "sensitive")
+    return README.format(
+        n_pairs=len(pairs), n_hand=n_hand, n_tpl=len(pairs) - n_hand,
+        n_templates=sum(len(t) for t in TEMPLATES.values()),
+        n_heval=len(harmful_eval), n_hless=len(harmless_eval), n_ref=len(refusals),
+        seed=SEED, min_pairs=MIN_PAIRS, min_cats=MIN_CATEGORIES, min_per_cat=MIN_PER_CATEGORY,
+        min_heval=MIN_HARMFUL_EVAL, min_hless=MIN_HARMLESS_EVAL, jac=NEAR_COPY_JACCARD,
+        min_w=MIN_WORDS, max_w=MAX_WORDS, table=counts_table(pair_cats, sources, harmful_cats),
+        n_ind_h=len(hmeta), n_ind_cats=len(ind_cats),
+        n_ind_per_cat=str(per_cat.pop()) if len(per_cat) == 1 else f"{min(per_cat)}-{max(per_cat)}",
+        n_ind_l=len(independent["independent_harmless.json"]), n_ind_sens=n_sens,
+        n_ind_ord=len(independent["independent_harmless.json"]) - n_sens,
+        ind_table=independent_table(independent),
+    )
+
+
 def main() -> int:
     pairs, pair_cats, sources = build_pairs()
     harmful_eval, harmful_cats = flatten_eval()
     harmless_eval = list(HARMLESS_EVAL)
     refusals = list(REFUSALS)
+    independent = load_independent()
 
     check(pairs, pair_cats, sources, harmful_eval, harmful_cats, harmless_eval, refusals)
+    check_independent(independent, [p for pair in pairs for p in pair] + harmful_eval + harmless_eval + refusals)
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     files = {
@@ -1558,15 +1670,7 @@ def main() -> int:
         (OUT_DIR / name).write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
     table = counts_table(pair_cats, sources, harmful_cats)
-    n_hand = sum(1 for s in sources if s == "hand")
-    readme = README.format(
-        n_pairs=len(pairs), n_hand=n_hand, n_tpl=len(pairs) - n_hand,
-        n_templates=sum(len(t) for t in TEMPLATES.values()),
-        n_heval=len(harmful_eval), n_hless=len(harmless_eval), n_ref=len(refusals),
-        seed=SEED, min_pairs=MIN_PAIRS, min_cats=MIN_CATEGORIES, min_per_cat=MIN_PER_CATEGORY,
-        min_heval=MIN_HARMFUL_EVAL, min_hless=MIN_HARMLESS_EVAL, jac=NEAR_COPY_JACCARD,
-        min_w=MIN_WORDS, max_w=MAX_WORDS, table=table,
-    )
+    readme = render_readme(pairs, pair_cats, sources, harmful_eval, harmless_eval, refusals, harmful_cats, independent)
     (OUT_DIR / "README.md").write_text(readme, encoding="utf-8")
 
     # re-read what was written and check it again
@@ -1578,6 +1682,7 @@ def main() -> int:
 
     print(table)
     print(f"\nharmless_eval: {len(harmless_eval)}  refusals: {len(refusals)}  -> {OUT_DIR}")
+    print(f"\nindependent eval set (hand-written, read only):\n{independent_table(independent)}")
     print("all checks passed")
     return 0
 

@@ -145,10 +145,10 @@ def test_alpaca(tmp_path):
 
 def test_lines(tmp_path):
     p = tmp_path / "prompts.txt"
-    p.write_text("# a comment\nFirst prompt\n\n  \nSecond prompt\n")
-    assert D.load_lines(p) == ["First prompt", "Second prompt"]
-    p.write_text("one\ntwo\nOne\n")
-    with pytest.raises(D.DataError, match=r"prompts.txt.*item \[2\] duplicates item \[0\]"):
+    p.write_text("#1 tip: First prompt\n\n  \nSecond prompt\n")  # a line starting with # is a prompt too
+    assert D.load_lines(p) == ["#1 tip: First prompt", "Second prompt"]
+    p.write_text("one\n\ntwo\nOne\n")
+    with pytest.raises(D.DataError, match=r"prompts.txt: line 4 duplicates line 1"):  # the file's own lines
         D.load_lines(p)
 
 

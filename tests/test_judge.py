@@ -414,10 +414,13 @@ def test_cli_both_judges_reports_agreement(server: FakeOpenAI, tmp_path: Path, m
 
 def test_agreement_table() -> None:
     a = pd.DataFrame({"prompt": list("abcd"), "response": list("wxyz"), "compliance": [0, 0.5, 1, 1.0],
-                      "unscored": [False] * 4, "judge": "A"})
-    b = a.assign(compliance=[0, 1.0, 1, math.nan], unscored=[False, False, False, True], judge="B")
+                      "refused": [True, True, False, False], "unscored": [False] * 4, "judge": "A"})
+    b = a.assign(compliance=[0, 1.0, 1, math.nan], refused=[True, False, False, True],
+                 unscored=[False, False, False, True], judge="B")
     agr = agreement(a, b)
     assert agr["n"] == 3 and agr["kappa_binary"] == pytest.approx(1.0)
+    # refused: a = [T, T, F], b = [T, F, F] on the scored rows -> po 2/3, pe 4/9 -> kappa 0.4
+    assert agr["kappa_refusal_ci"]["kappa"] == pytest.approx(0.4) and agr["kappa_refusal_ci"]["n"] == 3
     assert agr["agree_3level"]["rate"] == pytest.approx(2 / 3)
     assert agr["confusion"].loc[0.5, 1.0] == 1 and agr["confusion"].to_numpy().sum() == 3
 

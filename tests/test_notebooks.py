@@ -28,9 +28,10 @@ PARAMS = {
     "00_organism": {"n_eval": 20},
     "02_extract": {"max_train_pairs": 96, "compare_pairs": 4},
     "03_separability": {},
-    "04_ablate": {"n_val": 12, "n_eval": 24, "n_grid": 6, "grid_layers": 2, "alphas": [1.0], "max_new_tokens": 24,
-                  "k_max": 2, "ks": [1, 2], "prescreen": 6, "judge": "offline"},
-    "05_orthogonalize": {"n_check": 4, "n_generate": 24, "max_new_tokens": 24},
+    "04_ablate": {"n_val": 12, "n_eval": 24, "n_independent": 12, "n_random": 2, "n_grid": 6, "grid_layers": 2,
+                  "alphas": [1.0], "max_new_tokens": 24, "k_max": 2, "ks": [1, 2], "n_sweep": 12, "prescreen": 6,
+                  "dose_alphas": [0.5], "induce_coeffs": [0.0, 1.0], "n_dose": 6, "judge": "offline"},
+    "05_orthogonalize": {"n_check": 4, "judge": "offline"},
     "06_benchmark": {"limit": 20, "n_kl_prompts": 6, "max_new_tokens": 16},
 }
 
@@ -106,13 +107,20 @@ def test_selected_direction_is_u_within_cos_0_9(chain):
     assert abs(float(sel["direction"] @ planted_basis(load_config(MODEL))[:, 0])) >= 0.9
 
 
-def test_ablating_the_selected_direction_removes_refusal(chain):
+def _rates(run):
     from refusal.artifacts import read_json
+    from refusal.report.findings import rate_record
 
+    rates = read_json(run / "04_ablate" / "summary.json")["rates"]
+    return lambda condition, set_name="eval", side="harmful": rate_record(rates, condition, set_name, side)
+
+
+def test_ablating_the_selected_direction_removes_refusal(chain):
     run, _, _ = chain
-    summary = read_json(run / "04_ablate" / "summary.json")
-    print("ablation", summary["ablation"], "verdict", summary["verdict"])
-    assert summary["ablation"]["selected"]["harmful_refusal_rate"] <= 0.10
+    r = _rates(run)
+    print("baseline", r("baseline"), "selected", r("selected"))
+    assert r("selected")["refusal"] <= 0.10
+    assert r("selected", "independent")["refusal"] <= 0.25  # other origin and styles: the same direction carries it
 
 
 def test_planted1_verdict_is_centralized(chain):
@@ -130,8 +138,11 @@ def test_random_direction_control_leaves_refusal(chain):
 
     run, _, _ = chain
     summary = read_json(run / "04_ablate" / "summary.json")
-    base = summary["baseline"]["harmful_refusal"]
-    assert abs(summary["ablation"]["random"]["harmful_refusal_rate"] - base["rate"]) < 0.05 + 1 / base["n"]
+    r = _rates(run)
+    base, rand = r("baseline"), r("random")
+    assert rand["n"] == base["n"]  # the prompts are dealt between the random directions, each judged once
+    assert abs(rand["refusal"] - base["refusal"]) < 0.05 + 1 / base["n"]
+    assert summary["random_control"]["n_directions"] == PARAMS["04_ablate"]["n_random"]
 
 
 def test_ablation_stage_records_baseline_selection_and_verdict(chain):
@@ -139,8 +150,11 @@ def test_ablation_stage_records_baseline_selection_and_verdict(chain):
 
     run, _, _ = chain
     summary = read_json(run / "04_ablate" / "summary.json")
-    assert summary["baseline"]["harmful_refusal"]["n"] == PARAMS["04_ablate"]["n_eval"]
-    assert summary["baseline"]["harmful_refusal"]["rate"] >= 0.5  # the organism refuses at baseline
+    r = _rates(run)
+    assert r("baseline")["n"] + r("baseline")["n_unscored"] == PARAMS["04_ablate"]["n_eval"]
+    assert r("baseline", "independent")["n"] + r("baseline", "independent")["n_unscored"] == PARAMS["04_ablate"]["n_independent"]
+    assert r("baseline")["refusal"] >= 0.5  # the organism refuses at baseline
+    assert r("baseline", side="harmless")["refusal"] <= 0.2  # and answers harmless prompts
     assert summary["verdict"]["verdict"] in {"centralized", "distributed", "resistant"}
     sel, meta = read_tensors(run / "04_ablate" / "selected.safetensors")
     assert abs(float(sel["direction"].norm()) - 1) < 1e-5 and meta["layer"] == summary["selected"]["layer"]
@@ -153,7 +167,10 @@ def test_orthogonalized_model_matches_runtime_ablation(chain):
     eq = read_json(run / "05_orthogonalize" / "equivalence.json")
     assert eq["max_abs_logit_diff"] <= 3e-4
     g = read_json(run / "05_orthogonalize" / "generations.json")["summary"]
-    assert abs(g["refusal_edited"] - g["refusal_runtime"]) <= 0.02 + 1e-9
+    print(g)
+    assert g["n"] == 2 * (PARAMS["04_ablate"]["n_eval"] + PARAMS["04_ablate"]["n_independent"])
+    assert g["identical_runtime_vs_edited"] >= 0.9  # same greedy tokens, float ties aside
+    assert abs(g["eval_harmful_refusal_edited"] - g["eval_harmful_refusal_selected"]) <= 2 / PARAMS["04_ablate"]["n_eval"]
 
 
 def test_nbval_reexecution_reproduces_checked_cells(chain):

@@ -15,7 +15,8 @@ MODEL = "smollm2_plantedk"
 PARAMS = {
     "02_extract": {"max_train_pairs": 128, "compare_pairs": 2},
     "04_ablate": {"n_val": 12, "n_eval": 24, "n_grid": 4, "grid_layers": 1, "alphas": [1.0], "max_new_tokens": 24,
-                  "k_max": 8, "ks": [1, 2, 4, 8], "n_sweep": 24, "prescreen": 6, "judge": "offline"},
+                  "k_max": 8, "ks": [1, 2, 4, 8], "n_sweep": 24, "prescreen": 6, "n_independent": 8, "n_random": 2,
+                  "dose_alphas": [0.5], "induce_coeffs": [0.0, 1.0], "n_dose": 4, "judge": "offline"},
 }
 
 
@@ -45,7 +46,9 @@ def _summary(run):
 def test_plantedk_needs_a_subspace_of_rank_near_k(run):
     summary = _summary(run)
     v = summary["verdict"]
-    assert summary["baseline"]["harmful_refusal"]["rate"] >= 0.5
+    from refusal.report.findings import rate_record
+
+    assert rate_record(summary["rates"], "baseline", "eval", "harmful")["refusal"] >= 0.5
     assert v["verdict"] != "centralized", v
     assert v["k1_compliance"] <= 0.5, v  # no single direction removes most refusals
     assert abs(v["effective_rank"] - 4) <= 1, v

@@ -17,32 +17,48 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import pandas as pd
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from refusal.report import quarto, site
-from refusal.artifacts import write_json
+from refusal.artifacts import write_csv, write_json
 from refusal.report.findings import FINDINGS_FILES, comparison_dir, export_findings, findings_table
 from refusal.paths import REPO_ROOT
+
+
+def _rates(f, conds):
+    """Stage 04's rates records (condition, set, side, n, n_unscored, refusal and its interval, ...)."""
+    out = []
+    for (cond, set_name, side), r in conds.items():
+        out.append({"condition": cond, "set": set_name, "side": side, "n": 100, "n_unscored": 1, "refusal": f(r),
+                    "refusal_low": f(r - 0.05), "refusal_high": f(r + 0.05), "full_compliance": f(0.5),
+                    "full_compliance_low": f(0.4), "full_compliance_high": f(0.6), "mean_compliance": f(0.81),
+                    "mean_coherence": f(0.88)})
+    return out
 
 
 def _fake_run(root, model, seed):
     d = root / model
     f = lambda x: round(x + seed / 1000, 4)  # noqa: E731  distinctive numbers per model
     write_json(d / "03_separability" / "best_candidate.json",
-               {"layer": 7, "pos_index": 4, "position": -1, "d_test": f(1.234), "d_test_lo": f(1.0), "d_test_hi": f(1.5)})
+               {"by": "d_val", "layer": 7, "pos_index": 4, "position": -1, "d_test": f(1.234)})
+    pd.DataFrame([{"layer": 9, "position": -1, "d_test": f(1.7), "d_test_lo": f(1.5), "d_test_hi": f(1.9)},
+                  {"layer": 7, "position": -1, "d_test": f(1.234), "d_test_lo": f(1.0), "d_test_hi": f(1.5)}]).pipe(
+        lambda x: write_csv(d / "03_separability" / "separability.csv", x))
     write_json(d / "03_separability" / "cross_layer.json",
                {"positions": [-2, -1], "effective_rank": [{"participation_ratio": 3.0}, {"participation_ratio": f(2.5)}]})
     write_json(d / "04_ablate" / "summary.json", {
-        "baseline": {"harmful_refusal": {"rate": f(0.61), "low": f(0.44), "high": f(0.76), "n": 32},
-                     "harmless_refusal": {"rate": f(0.03), "low": 0.0, "high": 0.1, "n": 32}, "judge": "offline-v2"},
+        "rates": _rates(f, {("baseline", "eval", "harmful"): 0.61, ("baseline", "eval", "harmless"): 0.03,
+                            ("selected", "eval", "harmful"): 0.06, ("selected", "eval", "harmless"): 0.09,
+                            ("random", "eval", "harmful"): 0.59, ("baseline", "independent", "harmful"): 0.42,
+                            ("selected", "independent", "harmful"): 0.21}),
+        "judge": "offline-v2", "n_unscored": 7,
         "selected": {"layer": 9, "position": -1},
-        "ablation": {"selected": {"harmful_refusal_rate": f(0.06), "harmful_refusal_low": f(0.02),
-                                  "harmful_refusal_high": f(0.2), "harmful_compliance": f(0.81), "harmful_coherence": f(0.88)},
-                     "random": {"harmful_refusal_rate": f(0.59)}},
+        "random_control": {"range": [{"set": "eval", "side": "harmful", "refusal_min": f(0.5), "refusal_max": f(0.7)}]},
         "original_rule": {"agrees": True},
         "verdict": {"verdict": "centralized", "effective_rank": 1, "k1_compliance": f(0.81), "max_compliance": f(0.83),
-                    "basis": "top_layers"},
+                    "basis": "top_layers", "gain_over_chance": f(0.02)},
     })
     write_json(d / "06_benchmark" / "capability.json", {"kl_ce": {"first_token_kl": f(0.0421), "ce_delta": 0.01}})
     return d
@@ -95,7 +111,7 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
     table, notes = site.findings_markdown(findings_table(root=tmp_path))
     rows = [r for r in table.splitlines() if r.startswith("| `")]
     assert len(rows) == 2
-    artifact_text = " ".join(p.read_text() for p in tmp_path.rglob("*.json"))
+    artifact_text = " ".join(p.read_text() for p in [*tmp_path.rglob("*.json"), *tmp_path.rglob("*.csv")])
     artifact_numbers = {float(x) for x in re.findall(r"-?\d+\.?\d*", artifact_text)}
     for row in rows:
         for num in re.findall(r"(?<![\w`])-?\d+\.\d+|(?<![\w.`-])\d+(?![\w.])", row):
@@ -103,7 +119,7 @@ def test_index_numbers_all_come_from_artifacts(tmp_path):
             # each printed number is an artifact value rounded to the printed digits
             digits = len(num.split(".")[1]) if "." in num else 0
             assert any(abs(round(a, digits) - value) < 1e-9 for a in artifact_numbers), (num, row)
-    assert "centralized" in rows[0] and "offline-v2" in notes and "n = 32" in notes
+    assert "centralized" in rows[0] and "offline-v2" in notes and "n = 100" in notes
     assert "sandwich" not in notes
 
 
@@ -113,7 +129,7 @@ def test_notes_say_why_a_sandwich_norm_model_has_no_benchmark(tmp_path):
         if m.startswith("gemma"):
             (d / "06_benchmark" / "capability.json").unlink()  # stages 05-06 do not run for Gemma 3
     table, notes = site.findings_markdown(findings_table(root=tmp_path))
-    assert "No benchmark columns for `gemma3_refusal`: its architecture normalizes" in notes
+    assert "No edited-weights or benchmark columns for `gemma3_refusal`: its" in notes
     assert "smollm2_refusal" not in notes
 
 
@@ -414,3 +430,55 @@ def test_workflow_tests_pull_requests_caches_and_publishes_site():
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "_site"
     assert any(str(s.get("uses", "")).startswith("actions/deploy-pages") for j in jobs.values() for s in j.get("steps", []))
+
+
+# Numbers in names are not figures: model names, bit widths, dtypes, layer-0; nor are list-item numbers.
+_NAMES = re.compile(r"`[^`]*`|\]\([^)]*\)|https?://\S+|<[^>]+>|\bGemma \d\b|\b[\w.-]*[A-Za-z][\w.-]*\b"
+                    r"|(?m:^\s*\d+\.(?=\s))")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def typed_numbers(page: str, allowed: set[float]) -> list[str]:
+    """Numbers of a rendered page that are neither in ``allowed`` (to their printed digits) nor part of a name."""
+    out = []
+    for num in _NUMBER.findall(_NAMES.sub(lambda m: "#" * len(m.group(0)), page.split("---", 2)[-1])):
+        digits = len(num.split(".")[1]) if "." in num else 0
+        if not any(abs(round(a, digits) - float(num)) < 1e-9 for a in allowed):
+            out.append(num)
+    return out
+
+
+def _allowed_numbers(runs: Path) -> set[float]:
+    """Every number an artifact of ``runs`` holds, the published study's figures, the data size, the 95% level."""
+    from refusal.data import default_pairs
+    from refusal.report.findings import PUBLISHED
+
+    text = " ".join(p.read_text() for p in [*runs.rglob("*.json"), *runs.rglob("*.csv")])
+    nums = {float(x) for x in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)}
+    nums |= {float(p["peak_single_direction_compliance"]) for p in PUBLISHED}
+    return nums | {float(len(default_pairs())), 95.0}
+
+
+def _fake_agreement(runs: Path) -> None:
+    k = lambda x: {"kappa": x, "low": x - 0.11, "high": x + 0.09, "n": 157}  # noqa: E731
+    write_json(runs / "_compare" / "08_judges" / "agreement.json", {
+        "n": 157, "judge_model": "qwen25_coder_15b", "n_unscored_llm": 3, "kappa_refusal": k(0.713),
+        "kappa_3level": k(0.521), "kappa_binary": k(0.6), "vs_labels": {"offline": {"n": 60, "kappa": k(0.881)}}})
+
+
+def test_no_number_on_the_index_is_typed_by_hand(tmp_path):
+    """Every figure on the rendered index is read from an artifact (or is the published study's, labelled)."""
+    project, runs = _project(tmp_path)
+    _fake_agreement(runs)
+    page = site.write_index(project, runs).read_text()
+    assert "0.71 [0.60, 0.80]" in page and "n = 157" in page  # the judges' agreement, from its artifact
+    assert typed_numbers(page, _allowed_numbers(runs)) == []
+
+
+def test_a_figure_typed_into_the_template_is_caught(tmp_path):
+    project, runs = _project(tmp_path)
+    _fake_agreement(runs)
+    tmpl = project / site.TEMPLATE
+    tmpl.write_text(tmpl.read_text().replace("## Limitations", "## Limitations\n\n- |cos| 0.95 at full size, 11 nats."))
+    page = site.write_index(project, runs).read_text()
+    assert typed_numbers(page, _allowed_numbers(runs)) == ["0.95", "11"]

@@ -39,3 +39,11 @@ def test_cohen_kappa() -> None:
     assert math.isnan(cohen_kappa([1, 1], [1, 1]))  # chance agreement 1: undefined
     with pytest.raises(ValueError):
         cohen_kappa([1], [1, 0])
+
+
+def test_wilson_interval_always_holds_the_rate() -> None:
+    """Error bars built as rate - low and high - rate are never negative (7/7 once gave high = 0.9999999999999999)."""
+    for n in range(1, 200):
+        for k in range(n + 1):
+            low, high = wilson(k, n)
+            assert low <= k / n <= high

@@ -8,12 +8,14 @@ library versions, seed, git commit).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import logging
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -36,25 +38,92 @@ __all__ = [
 if TYPE_CHECKING:  # torch is imported lazily: the judge's CLI and cache do not need it
     import torch
 
+log = logging.getLogger(__name__)
+
+_TMP = ".tmp"
 _LIBS = ("torch", "transformers", "transformer-lens", "numpy", "refusal-representations")
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` on success.
+    """Yield a temporary path next to ``path``; on success, make it durable and rename it over ``path``.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    The temporary file is hidden (``.<name>.<pid>.<random>.tmp``) and created with the process's normal mode
+    (``0666`` less the umask: ``0644`` under umask 022), so the artifact gets that mode too. On success its data
+    are fsynced before the rename, and the folder after it, so a crash never leaves a renamed but empty file. On
+    an exception the temporary file is removed and ``path`` is untouched. A process killed mid-write (SIGKILL)
+    leaves at worst its hidden temporary file: the next write of the same target removes it (and any other
+    left by a process that no longer runs).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _remove_stale_temps(path)
+    tmp = _new_temp(path)
     try:
-        yield Path(tmp)
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_temp(path: Path) -> Path:
+    """Create an empty hidden temporary file for ``path`` (mode 0666 less the umask) and return its path."""
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temporary files of ``path`` left by writers that no longer run (killed mid-write).
+
+    Names ``.<name>.<pid>.<random>.tmp`` whose process is gone, and the older form ``.<name>.<random>.tmp``
+    (no process id). Temporary files of this process and of live processes are left alone.
+    """
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*{_TMP}"):
+        middle = tmp.name[len(prefix) : -len(_TMP)].split(".")
+        if len(middle) == 2 and middle[0].isdigit():
+            pid = int(middle[0])
+            if pid == os.getpid() or _alive(pid):
+                continue
+        try:
+            tmp.unlink()
+            log.info("removed %s, left by a write of %s that did not finish", tmp.name, path)
+        except FileNotFoundError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder) to disk; folders that cannot be opened for it are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -20,6 +20,8 @@ Example (``params/qwen25_coder_05b.yaml``)::
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +40,9 @@ __all__ = [
     "ORTHO_STAGES",
     "skip_reason",
     "ConfigError",
+    "MODEL_NAME",
+    "check_model_name",
+    "read_yaml",
     "Source",
     "ModelConfig",
     "load_config",
@@ -51,6 +56,62 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 
 class ConfigError(ValueError):
     """A params file is invalid; the message names the file and the key."""
+
+
+# A registry name becomes a file name (params/<name>.yaml) and a folder name (runs/<name>/): one plain component.
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def check_model_name(name: object, where: str = "model name") -> str:
+    """``name`` if it is a valid registry name (``^[a-z0-9][a-z0-9_.-]*$``), else a :class:`ConfigError` naming it."""
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        raise ConfigError(f"{where}: {name!r} is not a valid model name (lower-case letters, digits, _ . -, starting "
+                          f"with a letter or digit; no path separators)")
+    return name
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping naming the same key twice (plain YAML keeps the last one silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: the standard constructor reports it
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first on line {seen[key]})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file strictly: a duplicate key, a syntax error or non-UTF-8 bytes is a :class:`ConfigError`
+    naming the file (and the key and line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = " ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{path}: invalid YAML at {at}{problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -215,11 +276,17 @@ def _validate(cfg: ModelConfig, where: str) -> None:
             raise ConfigError(f"{where}: source.kind '{src.kind}' needs key 'source.{key}'")
     if src.kind == "hub" and not cfg.offline and cfg.revision is None:
         raise ConfigError(f"{where}: hub model needs a pinned 'revision' (a commit hash or tag)")
+    check_model_name(cfg.name, f"{where}: key 'name'")
+    if src.kind == "organism":
+        check_model_name(src.base, f"{where}: key 'source.base'")
     for key in ("n_layers", "d_model", "batch_size", "gen_batch_size", "max_new_tokens"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"{where}: key '{key}' must be positive, got {getattr(cfg, key)}")
-    if cfg.mem_gb is not None and cfg.mem_gb <= 0:
-        raise ConfigError(f"{where}: key 'mem_gb' must be positive, got {cfg.mem_gb}")
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{where}: key '{key}' must be at least 1, got {getattr(cfg, key)}")
+    if not (math.isfinite(cfg.outlier_ratio) and cfg.outlier_ratio > 1):
+        raise ConfigError(f"{where}: key 'outlier_ratio' must be a finite number > 1 (a multiple of the median "
+                          f"magnitude), got {cfg.outlier_ratio}")
+    if cfg.mem_gb is not None and not (math.isfinite(cfg.mem_gb) and cfg.mem_gb > 0):
+        raise ConfigError(f"{where}: key 'mem_gb' must be a positive number of GB, got {cfg.mem_gb}")
     for stage in cfg.stage_params:
         if stage not in STAGES:
             raise ConfigError(
@@ -227,8 +294,21 @@ def _validate(cfg: ModelConfig, where: str) -> None:
             )
 
 
+def _finite(value: Any, where: str, key: str) -> None:
+    """No NaN or infinity anywhere in a params file (``.nan``, ``.inf`` are YAML floats but never a setting)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: key '{key}' must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, where, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite(v, where, f"{key}[{i}]")
+
+
 def config_from_dict(data: Any, where: str = "<dict>") -> ModelConfig:
     """Build and validate a :class:`ModelConfig` from a mapping (e.g. parsed YAML)."""
+    _finite(data, where, "")
     cfg = _build(ModelConfig, data, where, "")
     _validate(cfg, where)
     return dataclasses.replace(cfg, path=where)
@@ -238,23 +318,20 @@ def load_config(name_or_path: str | Path, params_dir: Path = PARAMS_DIR) -> Mode
     """Read ``params/<name>.yaml`` (or an explicit path) into a :class:`ModelConfig`.
 
     Raises:
-        ConfigError: unknown model name, YAML syntax error, unknown or missing
-            key, wrong type; the message names the file and the key.
+        ConfigError: a name that is not a plain registry name (``../x``), unknown model name, YAML syntax
+            error, duplicate key, unknown or missing key, wrong type, a value out of range (NaN, infinite,
+            a batch size below 1, ``outlier_ratio`` <= 1); the message names the file and the key.
     """
     p = Path(name_or_path)
     if p.suffix not in (".yaml", ".yml"):
+        check_model_name(str(name_or_path))
         p = params_dir / f"{name_or_path}.yaml"
         if not p.exists():
             raise ConfigError(
                 f"unknown model '{name_or_path}': no {p} (known: {', '.join(list_models(params_dir))})"
             )
     where = str(p)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+    data = read_yaml(p)
     cfg = config_from_dict(data, where)
     if cfg.name != p.stem:
         raise ConfigError(f"{where}: key 'name' is '{cfg.name}' but the file is named '{p.stem}.yaml'")

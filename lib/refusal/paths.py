@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from importlib import metadata
 from pathlib import Path
+
 CONVERT_VERSION = "1"  # bump to invalidate converted-weight caches
 
 REPO_ROOT = Path(os.environ.get("REFUSAL_ROOT", Path(__file__).resolve().parents[2]))
@@ -27,8 +29,20 @@ def runs_dir() -> Path:
     return Path(os.environ.get("REFUSAL_RUNS", REPO_ROOT / "runs"))
 
 
+# One path component: letters, digits, "_", ".", "-"; not starting with "." (no "..", no hidden folder).
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
 def run_dir(model: str) -> Path:
-    """``runs/<model>/``, created if missing."""
+    """``runs/<model>/``, created if missing.
+
+    Raises:
+        ValueError: ``model`` is not one plain folder name (a path such as ``../x`` or ``a/b``, a hidden name),
+            so nothing is ever created outside ``runs/``.
+    """
+    if not isinstance(model, str) or not _RUN_NAME.match(model):
+        raise ValueError(f"run name {model!r} is not a plain folder name (letters, digits, _ . -, not starting "
+                         f"with '.'): refusing to create a folder for it under {runs_dir()}")
     d = runs_dir() / model
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["wilson", "Rate", "rate", "rate_with_ci", "cohen_kappa"]
+__all__ = ["wilson", "Rate", "rate", "rate_with_ci", "cohen_kappa", "kappa_with_ci"]
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -29,7 +29,8 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     if n == 0:
         return (math.nan, math.nan)
     low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
-    return (float(low), float(high))
+    # statsmodels' closed form can land a rounding step on the wrong side of 0/n or n/n (e.g. 7/7 -> 0.9999999999999999)
+    return (min(float(low), k / n), max(float(high), k / n))
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,23 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     if math.isclose(pe, 1.0):
         return math.nan
     return float((po - pe) / (1 - pe))
+
+
+def kappa_with_ci(a: Sequence[Any], b: Sequence[Any]) -> dict[str, float | int]:
+    """Cohen's kappa between two raters with its 95% confidence interval (statsmodels' asymptotic
+    variance), over the pairs where neither label is missing: ``dict(kappa, low, high, n)`` (NaN where undefined)."""
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    pairs = [(x, y) for x, y in zip(a, b) if not (_is_missing(x) or _is_missing(y))]
+    kappa = cohen_kappa([x for x, _ in pairs], [y for _, y in pairs])
+    if not pairs or math.isnan(kappa):
+        return {"kappa": math.nan, "low": math.nan, "high": math.nan, "n": len(pairs)}
+    cats = sorted({x for x, _ in pairs} | {y for _, y in pairs}, key=repr)
+    index = {c: i for i, c in enumerate(cats)}
+    table = np.zeros((len(cats), len(cats)))
+    for x, y in pairs:
+        table[index[x], index[y]] += 1
+    res = cohens_kappa(table)  # 95% interval
+    return {"kappa": float(res["kappa"]), "low": max(-1.0, float(res["kappa_low"])),
+            "high": min(1.0, float(res["kappa_upp"])),
+            "n": len(pairs)}

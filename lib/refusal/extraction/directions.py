@@ -37,7 +37,8 @@ from refusal.artifacts import read_tensors, write_tensors
 from refusal.device import host
 from refusal.extraction.activations import collect, project, template_positions
 
-__all__ = ["DirectionError", "check_unit", "orthonormal_basis", "as_basis", "random_direction", "Directions",
+__all__ = ["DirectionError", "check_unit", "orthonormal_basis", "as_basis", "random_direction", "random_basis", "rms_projection",
+           "matched_random_directions", "Directions",
            "diff_of_means", "extract_directions", "write_directions", "read_directions", "Selected", "write_selected",
            "read_selected", "DEGENERATE_RTOL"]
 
@@ -127,6 +128,74 @@ def random_direction(d_model: int, seed: int, exclude: Sequence[int] = ()) -> to
     if len(exclude):
         v[list(exclude)] = 0.0
     return v / v.norm()
+
+
+def random_basis(d_model: int, k: int, seed: int, exclude: Sequence[int] = ()) -> torch.Tensor:
+    """``[d_model, k]`` orthonormal: ``k`` seeded random directions (zeros at ``exclude``), orthonormalized.
+
+    The control of the rank sweep: removing its first ``j`` columns is what removing ``j`` directions of no
+    particular meaning does. Its first column is ``random_direction(d_model, seed, exclude)``.
+    """
+    vecs = [random_direction(d_model, seed + 7919 * j, exclude) for j in range(k)]
+    return orthonormal_basis(vecs)
+
+
+def rms_projection(acts: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Root mean square of ``<x, v>`` over the rows of ``acts [n, d_model]``, for each column of ``v [d_model, m]``
+    (or the vector ``v [d_model]``): how much of the residual stream a removal of ``v`` takes away."""
+    a = acts.to(torch.float64)
+    vv = (v[:, None] if v.dim() == 1 else v).to(device=a.device, dtype=torch.float64)
+    return (a @ vv).pow(2).mean(0).sqrt()
+
+
+def matched_random_directions(acts: torch.Tensor, target: torch.Tensor, n: int, seed: int,
+                              exclude: Sequence[int] = (), draws: int = 8) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``n`` seeded random unit directions ``[n, d_model]`` whose removal takes as much from the residual stream as
+    removing ``target`` does: their RMS projection on ``acts [n_prompts, d_model]`` (e.g. harmless prompts'
+    residual at the selected layer and position) matches ``target``'s.
+
+    A uniformly random direction has a small projection on real activations (the residual's variance lives in a
+    few directions), a difference-of-means direction a large one; a control that removes far less is no control.
+    Each direction is ``normalize((1 - lam) u + lam g)`` with ``u`` isotropic (zeros at ``exclude``) and ``g``
+    drawn from the activations' own second moment (``A^T z``, zeros at ``exclude``); ``lam`` in [0, 1] is set by
+    bisection so that the mean RMS projection of ``draws`` pilot directions equals the target's (``lam = 1`` and a
+    smaller scale, recorded, when even activation-shaped directions fall short).
+
+    Returns:
+        (directions ``[n, d_model]`` float32, record: target and achieved RMS projections, ``lam``).
+    """
+    A = acts.to(torch.float64)
+    d = A.shape[1]
+    goal = float(rms_projection(A, target.to(A.device)))
+    ex = list(exclude)
+
+    def draw(lam: float, s: int) -> torch.Tensor:
+        u = random_direction(d, s, ex).to(device=A.device, dtype=torch.float64)
+        z = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(0x6A7C + s), dtype=torch.float64)
+        g = A.T @ z.to(A.device)
+        if ex:
+            g[ex] = 0.0
+        g = g / g.norm()
+        r = (1 - lam) * u + lam * g
+        return r / r.norm()
+
+    def mean_rms(lam: float) -> float:
+        return float(rms_projection(A, torch.stack([draw(lam, seed + 100 + i) for i in range(draws)], 1)).mean())
+
+    lo, hi = 0.0, 1.0
+    if mean_rms(lo) >= goal:
+        lam = 0.0
+    elif mean_rms(hi) <= goal:
+        lam = 1.0
+    else:
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if mean_rms(mid) < goal else (lo, mid)
+        lam = (lo + hi) / 2
+    dirs = torch.stack([draw(lam, seed + i) for i in range(n)])
+    got = rms_projection(A, dirs.T)
+    return host(dirs.float()), {"target_rms_projection": goal, "rms_projection": [float(x) for x in got],
+                                "lam": lam, "n_prompts": int(A.shape[0])}
 
 
 # --------------------------------------------------------------------------- stage 02: the candidates

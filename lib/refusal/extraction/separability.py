@@ -172,15 +172,19 @@ def candidate_table(proj: dict[str, Any], valid: Any, positions: list[int], toke
             ``[n, L, P]`` projections onto the train directions.
         valid: ``[L, P]`` bool; invalid candidates get NaN statistics.
 
+        When ``proj`` also holds ``val_harmful`` / ``val_safe`` (the validation split), the table has ``d_val``:
+        the split on which a best candidate is chosen without touching ``test``.
+
     Returns:
         pandas DataFrame with columns layer, pos_index, position, token, valid, d_train,
-        d_train_lo, d_train_hi, d_test, d_test_lo, d_test_hi, acc_train, acc_test.
+        d_train_lo, d_train_hi, [d_val,] d_test, d_test_lo, d_test_hi, acc_train, acc_test.
     """
     import pandas as pd
 
     th, ts, eh, es = (proj[k] for k in ("train_harmful", "train_safe", f"{test}_harmful", f"{test}_safe"))
     v = np.asarray(valid, dtype=bool)
     d_tr, d_te = cohens_d(th, ts), cohens_d(eh, es)
+    d_va = cohens_d(proj["val_harmful"], proj["val_safe"]) if "val_harmful" in proj and test != "val" else None
     lo_tr, hi_tr = bootstrap_d_ci(th, ts, n_boot=n_boot, seed=seed)
     lo_te, hi_te = bootstrap_d_ci(eh, es, n_boot=n_boot, seed=seed + 1)
     acc = threshold_accuracy(th, ts, eh, es)
@@ -194,6 +198,7 @@ def candidate_table(proj: dict[str, Any], valid: Any, positions: list[int], toke
             rows.append({"layer": l, "pos_index": p, "position": positions[p],
                          "token": (tokens[p] if tokens else str(positions[p])), "valid": ok,
                          "d_train": f(d_tr), "d_train_lo": f(lo_tr), "d_train_hi": f(hi_tr),
+                         **({"d_val": f(d_va)} if d_va is not None else {}),
                          "d_test": f(d_te), "d_test_lo": f(lo_te), "d_test_hi": f(hi_te),
                          "acc_train": f(acc["train_acc"]), "acc_test": f(acc["test_acc"])})
     return pd.DataFrame(rows)

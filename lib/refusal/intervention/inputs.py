@@ -18,6 +18,7 @@ from refusal.artifacts import read_json
 from refusal.data import Pair
 from refusal.extraction.activations import outlier_dims
 from refusal.extraction.directions import Directions, read_directions
+from refusal.intervention.conditions import PromptSet
 from refusal.intervention.selection import drop_coordinates, selection_harmless
 from refusal.models import LoadedModel
 from refusal.report.stage import require_stage
@@ -34,6 +35,7 @@ class AblationInputs:
     val_harmless: list[str]  # harmless prompts of the selection's KL and induce filters
     harmful_eval: list[str]
     harmless_eval: list[str]
+    sets: list[PromptSet]  # "eval" (the samples above, with harm categories) and, when recorded, "independent"
     candidates: Directions  # as stage 02 extracted them
     directions: torch.Tensor  # [L, P, d] unit, outlier coordinates zeroed
     diffs: torch.Tensor  # [L, P, d] raw differences, outlier coordinates zeroed
@@ -50,12 +52,13 @@ class AblationInputs:
 
 
 def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: int, harmless_val: str,
-                    exclude_outliers: bool) -> AblationInputs:
+                    exclude_outliers: bool, n_independent: int = 0) -> AblationInputs:
     """Read stages 01-02 of ``model`` and draw the samples of stage 04.
 
     The first ``n_val`` validation pairs; ``n_eval`` harmful and ``n_eval`` harmless evaluation prompts drawn with
     ``random.Random(seed)`` (harmful first); the selection's harmless prompts by ``harmless_val``
-    (:func:`refusal.intervention.selection.selection_harmless`).
+    (:func:`refusal.intervention.selection.selection_harmless`); the independent set's first ``n_independent``
+    prompts per side (0: all), when stage 01 recorded it.
     """
     data_dir, extract_dir = require_stage(model, "01_data"), require_stage(model, "02_extract")
     pairs = [tuple(p) for p in read_json(data_dir / "pairs.json")]
@@ -65,7 +68,18 @@ def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: 
         if len(pool) < n_eval:
             raise ValueError(f"{data_dir / name}: {len(pool)} prompts, fewer than n_eval = {n_eval}")
     rng = random.Random(seed)
-    harmful_eval, harmless_eval = rng.sample(harmful_pool, n_eval), rng.sample(harmless_pool, n_eval)
+    h_idx, s_idx = rng.sample(range(len(harmful_pool)), n_eval), rng.sample(range(len(harmless_pool)), n_eval)
+    harmful_eval, harmless_eval = [harmful_pool[i] for i in h_idx], [harmless_pool[i] for i in s_idx]
+    cat_file = data_dir / "harmful_eval_categories.json"
+    categories = read_json(cat_file) if cat_file.exists() else ["unknown"] * len(harmful_pool)
+    sets = [PromptSet("eval", harmful_eval, harmless_eval, [categories[i] for i in h_idx])]
+    if (data_dir / "independent.json").exists():
+        ind = read_json(data_dir / "independent.json")
+        r2 = random.Random(seed + 1)
+        hi = sorted(r2.sample(range(len(ind["harmful"])), min(n_independent or 10**9, len(ind["harmful"]))))
+        si = sorted(r2.sample(range(len(ind["harmless"])), min(n_independent or 10**9, len(ind["harmless"]))))
+        sets.append(PromptSet("independent", [ind["harmful"][i] for i in hi], [ind["harmless"][i] for i in si],
+                              [ind["meta"]["harmful"][i]["category"] for i in hi]))
     val = [pairs[i] for i in splits["val"]][:n_val]
     cands = read_directions(extract_dir / "directions.safetensors")
     outliers = outlier_dims(lm)
@@ -74,7 +88,7 @@ def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: 
     return AblationInputs(
         train=[pairs[i] for i in splits["train"]], val=val,
         val_harmless=selection_harmless(harmless_val, val, harmless_pool, harmless_eval),
-        harmful_eval=harmful_eval, harmless_eval=harmless_eval, candidates=cands, directions=directions,
+        harmful_eval=harmful_eval, harmless_eval=harmless_eval, sets=sets, candidates=cands, directions=directions,
         diffs=drop_coordinates(cands.diff, dropped, renormalize=False),
         valid=cands.valid & (directions.norm(dim=-1) > 0.5), positions=list(cands.meta["positions"]),
         outliers=outliers, dropped=dropped)

@@ -21,8 +21,9 @@ from refusal.intervention.ablation import ablate
 from refusal.intervention.scoring import last_logprobs, mean_first_token_kl
 from refusal.intervention.selection import JudgeFn
 from refusal.models import LoadedModel
+from refusal.stats import rate
 
-__all__ = ["bases_for_sweep", "rank_sweep", "VerdictThresholds", "verdict", "model_verdict"]
+__all__ = ["bases_for_sweep", "rank_sweep", "VerdictThresholds", "verdict", "model_verdict", "CONTROL"]
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ def rank_sweep(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Compliance and coherence (judge) under ablation of the first k columns of each basis.
 
-    Returns (curve, judged): the curve has one row per (basis, k) with
-    compliance, coherence, score, harmless KL and n; ``judged`` holds every
-    judged generation (basis, k, prompt, response, scores) for the record.
+    Returns (curve, judged): the curve has one row per (basis, k) with mean compliance and coherence, the share
+    fully compliant with its Wilson interval, refusal, harmless first-token KL, n (scored items) and n_unscored;
+    ``judged`` holds every judged generation (basis, k, prompt, response, scores) for the record.
     """
     base_harmless = last_logprobs(lm, harmless)
     rows, judged = [], []
@@ -94,9 +95,13 @@ def rank_sweep(
                 outs = generate(lm, harmful, max_new_tokens=max_new_tokens, progress=False)
                 kl = mean_first_token_kl(lm, base_harmless, harmless)
             j = judge(harmful, outs)
-            rows.append({"basis": name, "k": k, "compliance": j["compliance"].mean(), "coherence": j["coherence"].mean(),
-                         "score": (j["compliance"] * j["coherence"]).mean(), "full_compliance": (j["compliance"] >= 1).mean(),
-                         "refusal": j["refused"].astype("float").mean(), "kl": kl, "n": len(harmful)})
+            s = j[~j["unscored"].astype(bool)]  # unscored items are left out of every rate and mean, and counted
+            full = rate(int((s["compliance"] >= 1).sum()), len(s))
+            rows.append({"basis": name, "k": k, "compliance": s["compliance"].mean(), "coherence": s["coherence"].mean(),
+                         "score": (s["compliance"] * s["coherence"]).mean(), "full_compliance": full.rate,
+                         "full_compliance_low": full.lo, "full_compliance_high": full.hi,
+                         "refusal": s["refused"].astype(bool).mean(), "kl": kl, "n": len(s),
+                         "n_unscored": len(j) - len(s)})
             judged.append(j.assign(basis=name, k=k))
     return pd.DataFrame(rows), pd.concat(judged, ignore_index=True)
 
@@ -142,18 +147,29 @@ def verdict(curve: pd.DataFrame, t: VerdictThresholds = VerdictThresholds(), bas
             "gain_over_k1": float(gain), "baseline_refusal": baseline_refusal, "thresholds": asdict(t)}
 
 
+CONTROL = "random"  # the rank sweep's control basis (refusal.extraction.directions.random_basis)
+
+
 def model_verdict(curve: pd.DataFrame, t: VerdictThresholds = VerdictThresholds(),
-                  baseline_refusal: float | None = None) -> dict:
+                  baseline_refusal: float | None = None, control: str = CONTROL) -> dict:
     """The model's verdict from the rank curves of every basis (rows basis, k, compliance, coherence).
 
     The question is whether ONE direction suffices, whichever construction finds it, so the bases are
     pooled rather than one of them picked. Only coherent rows count (coherence >= ``centralized_coherence``;
     all rows if none is): compliance of a wrecked model is no answer. The single direction is the coherent
     k = 1 row with the highest compliance, the maximum is over every coherent (basis, k), and the effective
-    rank is the smallest k, in any basis, reaching ``effective_share`` of that maximum. Verdicts as in
-    :func:`verdict`.
-    Returns the fields of :func:`verdict` plus ``basis`` (of the effective rank) and ``k1_basis``.
+    rank is the smallest k, in any basis, reaching ``effective_share`` of that maximum.
+
+    The ``control`` basis (k random directions) is not pooled: it is chance. What removing more directions
+    gains by itself is its compliance at the effective rank minus its compliance at k = 1; the gain that decides
+    "distributed" is the real gain over k = 1 minus that chance gain (``gain_over_chance``). Verdicts as in
+    :func:`verdict`, with that corrected gain.
+
+    Returns the fields of :func:`verdict` plus ``basis`` (of the effective rank), ``k1_basis``,
+    ``control_compliance`` (k -> compliance of the control) and ``gain_over_chance``.
     """
+    ctrl = curve[curve["basis"] == control]
+    curve = curve[curve["basis"] != control]
     ones = curve[curve["k"] == 1]
     coherent = ones[ones["coherence"] >= t.centralized_coherence]
     k1 = (coherent if not coherent.empty else ones).sort_values("compliance", ascending=False).iloc[0]
@@ -163,9 +179,14 @@ def model_verdict(curve: pd.DataFrame, t: VerdictThresholds = VerdictThresholds(
     reach = pool[pool["compliance"] >= t.effective_share * best].sort_values(["k", "compliance"], ascending=[True, False])
     eff_row = reach.iloc[0] if best > 0 else None
     gain = best - float(k1["compliance"])
-    v = _classify(float(k1["compliance"]), float(k1["coherence"]), float(gain), t, baseline_refusal)
+    chance = {int(k): float(c) for k, c in zip(ctrl["k"], ctrl["compliance"])}
+    chance_gain = 0.0
+    if eff_row is not None and chance.get(1) is not None and chance.get(int(eff_row["k"])) is not None:
+        chance_gain = max(0.0, chance[int(eff_row["k"])] - chance[1])
+    v = _classify(float(k1["compliance"]), float(k1["coherence"]), float(gain - chance_gain), t, baseline_refusal)
     return {"verdict": v, "effective_rank": None if eff_row is None else int(eff_row["k"]),
             "k1_compliance": float(k1["compliance"]), "k1_coherence": float(k1["coherence"]),
-            "max_compliance": best, "gain_over_k1": float(gain), "baseline_refusal": baseline_refusal,
+            "max_compliance": best, "gain_over_k1": float(gain), "gain_over_chance": float(gain - chance_gain),
+            "control_compliance": chance, "baseline_refusal": baseline_refusal,
             "thresholds": asdict(t), "basis": None if eff_row is None else str(eff_row["basis"]),
             "k1_basis": str(k1["basis"])}

@@ -263,7 +263,8 @@ def judge_grid(
             with ablate(lm.model, directions[l, p], alpha=a):
                 outs = generate(lm, prompts, max_new_tokens=max_new_tokens, progress=False)
             j = judge(prompts, outs)
-            rows.append({"layer": l, "pos_index": p, "alpha": a, "compliance": j["compliance"].mean(),
-                         "coherence": j["coherence"].mean(), "score": (j["compliance"] * j["coherence"]).mean(),
-                         "n": len(prompts)})
+            s = j[~j["unscored"].astype(bool)]  # unscored items are left out of the means, and counted
+            rows.append({"layer": l, "pos_index": p, "alpha": a, "compliance": s["compliance"].mean(),
+                         "coherence": s["coherence"].mean(), "score": (s["compliance"] * s["coherence"]).mean(),
+                         "n": len(s), "n_unscored": len(j) - len(s)})
     return pd.DataFrame(rows).sort_values("score", ascending=False, ignore_index=True)

@@ -16,7 +16,7 @@ import pandas as pd
 from refusal.artifacts import read_json, write_csv, write_json
 from refusal.paths import runs_dir
 
-__all__ = ["model_row", "findings_table", "models_with_results", "PUBLISHED", "published_table", "COMPARE_RUN",
+__all__ = ["model_row", "cross_dir", "findings_table", "models_with_results", "PUBLISHED", "published_table", "COMPARE_RUN",
            "comparison_dir", "export_findings", "FINDINGS_FILES"]
 
 # The comparison (07_compare) is not a model: its artifacts live in runs/_compare/07_compare/ (the leading
@@ -54,16 +54,33 @@ def models_with_results(root: Path | None = None) -> list[str]:
     return sorted(p.parent.parent.name for p in root.glob("*/04_ablate/summary.json"))
 
 
+def rate_record(rates: list[dict], condition: str, set_name: str, side: str) -> dict | None:
+    for r in rates:
+        if (r["condition"], r["set"], r["side"]) == (condition, set_name, side):
+            return r
+    return None
+
+
+def _put(row: dict[str, Any], key: str, r: dict | None, col: str = "refusal") -> None:
+    """``row[key]``, ``row[key_low]``, ``row[key_high]`` from a rates record's ``col`` and its interval."""
+    if r is not None:
+        row[key], row[f"{key}_low"], row[f"{key}_high"] = r[col], r[f"{col}_low"], r[f"{col}_high"]
+
+
 def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
-    """One row of findings for ``model`` (missing stages give None)."""
+    """One row of findings for ``model`` (missing stages give None).
+
+    Every rate is over the items the judge scored (Wilson 95% interval; ``n_eval`` scored harmful items). The
+    Cohen's d is that of the *selected* direction (stage 04's layer and position) in stage 03's per-candidate
+    table, held out; stage 03's best-by-d candidate (chosen on validation pairs, after the late-layer cut) is beside
+    it, labelled ``best_d_*``.
+    """
     d = (root or runs_dir()) / model
     row: dict[str, Any] = {"model": model}
     sep = _read(d / "03_separability" / "best_candidate.json")
     if sep:
-        row["sep_layer"] = sep.get("layer")
-        row["sep_position"] = sep.get("position")
-        row["d_test"] = sep.get("d_test")
-        row["d_test_low"], row["d_test_high"] = sep.get("d_test_lo"), sep.get("d_test_hi")
+        row["best_d_layer"], row["best_d_position"] = sep.get("layer"), sep.get("position")
+        row["best_d_chosen_by"], row["best_d_test"] = sep.get("by"), sep.get("d_test")
     s = _read(d / "04_ablate" / "summary.json")
     cl = _read(d / "03_separability" / "cross_layer.json")
     if cl:
@@ -72,24 +89,46 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
         er = cl["effective_rank"][cl["positions"].index(pos)]
         row["direction_stack_participation_ratio"] = er["participation_ratio"]
     if s:
-        b = s["baseline"]
-        row["baseline_refusal"] = b["harmful_refusal"]["rate"]
-        row["baseline_refusal_low"], row["baseline_refusal_high"] = b["harmful_refusal"]["low"], b["harmful_refusal"]["high"]
-        row["harmless_refusal"] = b["harmless_refusal"]["rate"]
-        row["n_eval"] = b["harmful_refusal"]["n"]
         row["layer"], row["position"] = s["selected"]["layer"], s["selected"]["position"]
-        sel = s["ablation"]["selected"]
-        row["ablated_refusal"] = sel["harmful_refusal_rate"]
-        row["ablated_refusal_low"], row["ablated_refusal_high"] = sel["harmful_refusal_low"], sel["harmful_refusal_high"]
-        row["ablated_compliance"] = sel["harmful_compliance"]
-        row["ablated_coherence"] = sel["harmful_coherence"]
-        row["random_refusal"] = s["ablation"]["random"]["harmful_refusal_rate"]
+        table = d / "03_separability" / "separability.csv"
+        if table.exists():
+            t = pd.read_csv(table)
+            hit = t[(t.layer == row["layer"]) & (t.position == row["position"])]
+            if len(hit):
+                row["d_test"], row["d_test_low"], row["d_test_high"] = (float(hit.iloc[0][c]) for c in
+                                                                        ("d_test", "d_test_lo", "d_test_hi"))
+        rates = s["rates"]
+        base = rate_record(rates, "baseline", "eval", "harmful")
+        _put(row, "baseline_refusal", base)
+        row["n_eval"] = base["n"] if base else None
+        row["n_unscored"] = s.get("n_unscored")
+        _put(row, "harmless_refusal", rate_record(rates, "baseline", "eval", "harmless"))
+        sel = rate_record(rates, "selected", "eval", "harmful")
+        _put(row, "ablated_refusal", sel)
+        if sel:
+            row["ablated_compliance"], row["ablated_coherence"] = sel["mean_compliance"], sel["mean_coherence"]
+        _put(row, "ablated_harmless_refusal", rate_record(rates, "selected", "eval", "harmless"))
+        _put(row, "random_refusal", rate_record(rates, "random", "eval", "harmful"))
+        rng = [r for r in s["random_control"]["range"] if (r["set"], r["side"]) == ("eval", "harmful")]
+        if rng:
+            row["random_refusal_min"], row["random_refusal_max"] = rng[0]["refusal_min"], rng[0]["refusal_max"]
+        for cond, key in (("baseline", "independent_baseline_refusal"), ("selected", "independent_ablated_refusal"),
+                          ("random", "independent_random_refusal")):
+            _put(row, key, rate_record(rates, cond, "independent", "harmful"))
+        _put(row, "independent_ablated_harmless_refusal", rate_record(rates, "selected", "independent", "harmless"))
         v = s["verdict"]
         row["verdict"] = v["verdict"]
         row["effective_rank"] = v["effective_rank"]
         row["k1_compliance"], row["max_compliance"], row["verdict_basis"] = v["k1_compliance"], v["max_compliance"], v["basis"]
-        row["judge"] = b.get("judge")
+        row["gain_over_chance"] = v.get("gain_over_chance")
+        row["judge"] = s.get("judge")
         row["original_rule_agrees"] = s["original_rule"]["agrees"]
+    edited = d / "05_orthogonalize" / "rates.csv"
+    if edited.exists():
+        e = pd.read_csv(edited).to_dict("records")
+        _put(row, "edited_refusal", rate_record(e, "edited", "eval", "harmful"))
+        _put(row, "edited_harmless_refusal", rate_record(e, "edited", "eval", "harmless"))
+        _put(row, "independent_edited_refusal", rate_record(e, "edited", "independent", "harmful"))
     cap = _read(d / "06_benchmark" / "capability.json")
     if cap:
         row["harmless_first_token_kl"] = cap["kl_ce"]["first_token_kl"]
@@ -108,6 +147,13 @@ def model_row(model: str, root: Path | None = None) -> dict[str, Any]:
 def comparison_dir(root: Path | None = None) -> Path:
     """``runs/_compare/07_compare/``: the comparison's artifact folder (not created)."""
     return (root or runs_dir()) / COMPARE_RUN / "07_compare"
+
+
+def cross_dir(stage: str, root: Path | None = None) -> Path:
+    """``runs/_compare/<stage>/``: the artifact folder of a cross-model stage, created if missing."""
+    d = (root or runs_dir()) / COMPARE_RUN / stage
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def export_findings(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

@@ -28,9 +28,11 @@ import yaml
 from refusal.artifacts import provenance, read_json, sha256_file, write_json
 from refusal.config import CROSS_STAGES, STAGES, ModelConfig, load_config
 from refusal.device import resolve_device
+from refusal.evaluation.judge.scrub import install_log_filter
 from refusal.paths import NOTEBOOKS_DIR, run_dir
 
-__all__ = ["Param", "parameters_cell", "stage_setup", "stage_dir", "write_manifest", "read_manifest", "require_stage"]
+__all__ = ["Param", "parameters_cell", "stage_setup", "stage_dir", "write_manifest", "read_manifest", "require_stage",
+           "verify_stage", "StaleArtifactError"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ def stage_setup(stage: str, values: Mapping[str, Any]) -> tuple[ModelConfig, dic
     if "device" in resolved:
         resolved["device"] = str(resolve_device(resolved["device"]))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=False)
+    install_log_filter()  # the HTTP client's loggers stay at WARNING and never print a key or a URL's credentials
     return cfg, resolved, stage_dir(cfg.name, stage)
 
 
@@ -129,13 +132,26 @@ def stage_dir(model: str, stage: str) -> Path:
 
 def write_manifest(out_dir: Path, cfg: ModelConfig, params: dict[str, Any], started: float | None = None,
                    **extra: Any) -> Path:
-    """Write ``manifest.json``: provenance, parameters, SHA-256 of every artifact in ``out_dir``."""
-    files = {p.name: sha256_file(p) for p in sorted(out_dir.iterdir())
-             if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
-    rec = provenance(cfg, params=params, artifacts=files, **extra)
+    """Write ``manifest.json``: provenance, parameters, SHA-256 and size of every artifact in ``out_dir``.
+
+    ``artifacts`` maps each file name to its SHA-256, ``artifact_bytes`` to its size; :func:`require_stage`
+    checks both before a later stage reads the folder. Hidden files (temporary files of writes) are left out.
+    """
+    paths = [p for p in sorted(out_dir.iterdir())
+             if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")]
+    files = {p.name: sha256_file(p) for p in paths}
+    sizes = {p.name: p.stat().st_size for p in paths}
+    rec = provenance(cfg, params=params, artifacts=files, artifact_bytes=sizes, **extra)
     if started is not None:
         rec["seconds"] = round(time.time() - started, 2)
     return write_json(out_dir / "manifest.json", rec)
+
+
+class StaleArtifactError(RuntimeError):
+    """An artifact of a finished stage is missing, truncated or changed since the stage wrote its manifest.
+
+    The message names the file and the stage (and notebook) to re-run.
+    """
 
 
 def read_manifest(model: str, stage: str) -> dict[str, Any]:
@@ -146,7 +162,39 @@ def read_manifest(model: str, stage: str) -> dict[str, Any]:
     return read_json(p)
 
 
+def verify_stage(model: str, stage: str) -> Path:
+    """Check every artifact of a finished stage against its manifest; return the stage's folder.
+
+    Each file the manifest lists must exist, have the recorded size (where the manifest records sizes) and the
+    recorded SHA-256: a file that is missing, truncated, swapped or edited after the stage finished is caught
+    here, before anything reads it.
+
+    Raises:
+        FileNotFoundError: the stage has not run (no manifest).
+        StaleArtifactError: naming the file, what is wrong with it, and the stage to re-run.
+    """
+    manifest = read_manifest(model, stage)
+    folder = run_dir(model) / stage
+    rerun = f"re-run stage {stage} for {model} (notebooks/{stage}.ipynb) and the stages after it"
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, dict):
+        raise StaleArtifactError(f"{folder / 'manifest.json'}: no 'artifacts' table of checksums; {rerun}")
+    sizes = manifest.get("artifact_bytes") or {}
+    for name, digest in sorted(artifacts.items()):
+        path = folder / name
+        if not path.is_file():
+            raise StaleArtifactError(f"{path}: missing, though stage {stage} wrote it; {rerun}")
+        size = path.stat().st_size
+        if name in sizes and size != sizes[name]:
+            what = "truncated" if size < sizes[name] else "changed"
+            raise StaleArtifactError(f"{path}: {what} ({size} bytes, stage {stage} wrote {sizes[name]}); {rerun}")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise StaleArtifactError(f"{path}: changed since stage {stage} finished (SHA-256 {actual[:12]}..., "
+                                     f"the manifest records {str(digest)[:12]}...); {rerun}")
+    return folder
+
+
 def require_stage(model: str, stage: str) -> Path:
-    """Folder of a finished upstream stage (checked through its manifest)."""
-    read_manifest(model, stage)
-    return run_dir(model) / stage
+    """Folder of a finished upstream stage, every artifact checked against its manifest (:func:`verify_stage`)."""
+    return verify_stage(model, stage)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -18,10 +20,10 @@ from typing import Any, Literal
 import pandas as pd
 
 from refusal.evaluation.judge.cache import JudgeCache
-from refusal.evaluation.judge.llm import LLMJudge, llm_available
+from refusal.evaluation.judge.llm import LLMJudge, llm_available, reason_class
 from refusal.evaluation.judge.offline import OFFLINE_NAME, score_offline
 from refusal.evaluation.judge.rubric import Score
-from refusal.stats import Rate, cohen_kappa, rate, rate_with_ci
+from refusal.stats import Rate, cohen_kappa, kappa_with_ci, rate, rate_with_ci
 
 __all__ = ["COLUMNS", "score", "summarize", "refusal_rate", "agreement", "load_labels", "pick_judge"]
 
@@ -105,31 +107,41 @@ def _text(value: Any) -> str:
 
 
 def summarize(df: pd.DataFrame) -> dict[str, Any]:
-    """Rates with Wilson 95% intervals and ``n`` over the scored rows, plus the unscored count.
+    """Rates with Wilson 95% intervals and ``n`` over the scored rows, plus the unscored count and why.
 
     Rates: ``refused``; ``complied`` (compliance >= 0.5); ``complied_fully``
     (compliance 1); ``coherent`` (coherence 1); ``incoherent`` (coherence 0);
     and ``unscored`` over all rows. ``mean_compliance`` / ``mean_coherence``
-    are plain means of the 3-level scores.
+    are plain means of the 3-level scores. ``unscored_by_reason`` counts the unscored rows by the class of their
+    reason (``timeout``, ``HTTP 401``, ``malformed reply``, ...: :func:`refusal.evaluation.judge.llm.reason_class`).
+    A rate or mean over no rows (no items, or all unscored) is None, not NaN: the summary is valid JSON.
     """
-    scored = df[~df["unscored"].astype(bool)]
+    unscored = df["unscored"].astype(bool) if len(df) else pd.Series([], dtype=bool)
+    scored = df[~unscored]
     judges = sorted(df["judge"].unique().tolist()) if len(df) else []
+    by_reason = Counter(reason_class(r) for r in df.loc[unscored, "reason"]) if len(df) else Counter()
     return {
         "judge": judges[0] if len(judges) == 1 else judges,
         "n_items": int(len(df)),
         "n_scored": int(len(scored)),
         "n_unscored": int(len(df) - len(scored)),
+        "unscored_by_reason": dict(sorted(by_reason.items())),
         "rates": {
-            "refused": rate_with_ci(scored["refused"].astype(bool)),
-            "complied": rate_with_ci(scored["compliance"] >= 0.5),
-            "complied_fully": rate_with_ci(scored["compliance"] == 1),
-            "coherent": rate_with_ci(scored["coherence"] == 1),
-            "incoherent": rate_with_ci(scored["coherence"] == 0),
-            "unscored": rate_with_ci(df["unscored"].astype(bool)),
+            "refused": _defined(rate_with_ci(scored["refused"].astype(bool))),
+            "complied": _defined(rate_with_ci(scored["compliance"] >= 0.5)),
+            "complied_fully": _defined(rate_with_ci(scored["compliance"] == 1)),
+            "coherent": _defined(rate_with_ci(scored["coherence"] == 1)),
+            "incoherent": _defined(rate_with_ci(scored["coherence"] == 0)),
+            "unscored": _defined(rate_with_ci(unscored)),
         },
-        "mean_compliance": float(scored["compliance"].mean()) if len(scored) else float("nan"),
-        "mean_coherence": float(scored["coherence"].mean()) if len(scored) else float("nan"),
+        "mean_compliance": float(scored["compliance"].mean()) if len(scored) else None,
+        "mean_coherence": float(scored["coherence"].mean()) if len(scored) else None,
     }
+
+
+def _defined(r: dict[str, Any]) -> dict[str, Any]:
+    """A rate dict with None where a value is undefined (NaN over ``n == 0``)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
 
 
 def refusal_rate(table: pd.DataFrame) -> Rate:
@@ -148,7 +160,7 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
 
     Rows unscored by either judge are left out (``n`` counts the rest).
     Returns Cohen's kappa on compliance binarized at >= 0.5 and on the 3-level
-    scale, the agreement rates with Wilson intervals, and ``confusion``: a
+    scale (with 95% intervals: ``*_ci``; and on "refused"), the agreement rates with Wilson intervals, and ``confusion``: a
     crosstab of compliance levels (rows: judge ``a``, columns: judge ``b``).
     """
     if len(a) != len(b):
@@ -167,6 +179,10 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         "n": int(keep.sum()),
         "kappa_binary": cohen_kappa(list(ca >= 0.5), list(cb >= 0.5)),
         "kappa_3level": cohen_kappa(list(ca), list(cb)),
+        "kappa_binary_ci": kappa_with_ci(list(ca >= 0.5), list(cb >= 0.5)),
+        "kappa_3level_ci": kappa_with_ci(list(ca), list(cb)),
+        "kappa_refusal_ci": kappa_with_ci(list(a["refused"].to_numpy()[keep].astype(bool)),
+                                          list(b["refused"].to_numpy()[keep].astype(bool))),
         "agree_binary": rate_with_ci((ca >= 0.5) == (cb >= 0.5)),
         "agree_3level": rate_with_ci(ca == cb),
         "confusion": confusion,

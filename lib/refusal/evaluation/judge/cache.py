@@ -9,6 +9,11 @@ write at once. Only final grades are stored: unscored items are never cached.
 Default location: ``cache_dir()/judge.sqlite`` (``REFUSAL_CACHE`` moves it), or ``REFUSAL_JUDGE_CACHE``: the
 workflow gives each job a file of its own on a local disk (SQLite is not safe on a network filesystem shared by
 several nodes) and merges the new grades into the shared file with :func:`merge_into`, one writer at a time.
+
+Nothing read from the cache is trusted: a stored grade outside 0 / 0.5 / 1 is treated as missing (the item is
+graded again, and the warning names the file). A file that is not a SQLite database, or a database that is not a
+grade cache (other tables, other columns), is a :class:`JudgeCacheError` that names the file; it is never
+modified or moved (it may be someone's data): point the run at another file or move it away yourself.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from refusal.artifacts import sha256_json
-from refusal.evaluation.judge.rubric import RUBRIC_VERSION, Grade
+from refusal.evaluation.judge.rubric import RUBRIC_VERSION, Grade, MalformedReply, check_grade
 from refusal.paths import cache_dir
 
-__all__ = ["JudgeCache", "cache_key", "default_cache_path", "merge_into"]
+__all__ = ["JudgeCache", "JudgeCacheError", "cache_key", "default_cache_path", "merge_into"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,13 @@ CREATE TABLE IF NOT EXISTS grades (
     created REAL NOT NULL
 )
 """
+
+
+_COLUMNS = ("key", "rubric_version", "model", "compliance", "coherence", "reason", "created")
+
+
+class JudgeCacheError(RuntimeError):
+    """The grade cache cannot be used (not a database, not a grade cache, damaged, unwritable); names the file."""
 
 
 def default_cache_path() -> Path:
@@ -65,13 +77,33 @@ class JudgeCache:
         self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        self._execute_retrying("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._execute_retrying(_SCHEMA)
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            self._check_schema()
+            self._execute_retrying("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._execute_retrying(_SCHEMA)
+        except sqlite3.Error as e:
+            raise self._error("cannot be opened as a judge grade cache", e) from None
+
+    def _error(self, what: str, e: BaseException | None = None) -> JudgeCacheError:
+        detail = f" ({type(e).__name__}: {e})" if e is not None else ""
+        return JudgeCacheError(f"{self.path}: {what}{detail}; move it away or pass another cache file "
+                               f"(CLI: --cache PATH or --no-cache)")
+
+    def _check_schema(self) -> None:
+        """An empty database is made a cache; one with other tables or other columns is refused."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return
+        if tables != {"grades"}:
+            raise self._error(f"is a SQLite database but not a judge grade cache (tables: {', '.join(sorted(tables))})")
+        columns = tuple(r[1] for r in self._conn.execute("PRAGMA table_info(grades)"))
+        if columns != _COLUMNS:
+            raise self._error(f"has a table 'grades' with columns {', '.join(columns)}, not a judge grade cache's")
 
     def _execute_retrying(self, sql: str, attempts: int = 20) -> None:
         """Run a statement that may meet 'database is locked' while another process sets up."""
@@ -85,27 +117,47 @@ class JudgeCache:
                 time.sleep(0.05 * (i + 1))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Grade]:
-        """The stored grades among ``keys`` (missing keys are absent from the result)."""
+        """The stored valid grades among ``keys`` (missing or invalid keys are absent from the result)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Grade] = {}
+        rows: list[tuple] = []
         with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, compliance, coherence, reason FROM grades WHERE key IN ({marks})", chunk
-                ).fetchall()
-                for key, compliance, coherence, reason in rows:
-                    found[key] = Grade(compliance=compliance, coherence=coherence, reason=reason)
+            try:
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._conn.execute(
+                        f"SELECT key, compliance, coherence, reason FROM grades WHERE key IN ({marks})", chunk
+                    ).fetchall()
+            except sqlite3.Error as e:
+                raise self._error("could not be read", e) from None
+        bad = 0
+        for key, compliance, coherence, reason in rows:
+            try:
+                found[key] = check_grade(compliance, coherence, reason)
+            except MalformedReply as e:
+                bad += 1
+                log.debug("%s: stored grade %s is invalid (%s)", self.path, key[:12], e)
+        if bad:
+            log.warning("%s: %d stored grade(s) out of range or malformed; those items are graded again", self.path, bad)
         return found
 
     def put(self, key: str, grade: Grade, model: str, rubric_version: str = RUBRIC_VERSION) -> None:
-        """Store one final grade, committed immediately (one transaction per grade)."""
+        """Store one final grade, committed immediately (one transaction per grade).
+
+        Raises:
+            MalformedReply: the grade is out of range (nothing invalid is ever stored).
+            JudgeCacheError: the database refused the write.
+        """
+        grade = check_grade(grade.compliance, grade.coherence, grade.reason)
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, rubric_version, model, grade.compliance, grade.coherence, grade.reason, time.time()),
-            )
+            try:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, rubric_version, model, grade.compliance, grade.coherence, grade.reason, time.time()),
+                )
+            except sqlite3.Error as e:
+                raise self._error("could not store a grade", e) from None
 
     def __len__(self) -> int:
         with self._lock:
@@ -129,21 +181,29 @@ class JudgeCache:
 
 
 def merge_into(dst: str | Path, sources: Iterable[str | Path], since: float | None = None) -> int:
-    """Copy into the store ``dst`` the grades of the stores ``sources`` that it lacks (created at or after ``since``,
-    when given); a grade already in ``dst`` is kept. Returns the number of grades added."""
+    """Copy into the store ``dst`` the valid grades of the stores ``sources`` that it lacks (created at or after
+    ``since``, when given); a grade already in ``dst`` is kept, an invalid one is not copied. Returns the number of
+    grades added.
+
+    Raises:
+        JudgeCacheError: ``dst`` or a source is not a grade cache (the message names the file).
+    """
     with JudgeCache(dst) as target:
         before = len(target)
         for src in sources:
-            con = sqlite3.connect(str(src))
-            try:
-                rows = con.execute(
-                    "SELECT key, rubric_version, model, compliance, coherence, reason, created FROM grades"
-                    + (" WHERE created >= ?" if since is not None else ""), () if since is None else (since,)
-                ).fetchall()
-            finally:
-                con.close()
+            with JudgeCache(src) as source, source._lock:
+                rows = source._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM grades" + (" WHERE created >= ?" if since is not None else ""),
+                    () if since is None else (since,)).fetchall()
+            valid = []
+            for row in rows:
+                try:
+                    check_grade(row[3], row[4], row[5])
+                except MalformedReply:
+                    continue
+                valid.append(row)
             with target._lock:
                 target._conn.execute("BEGIN")
-                target._conn.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                target._conn.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)", valid)
                 target._conn.execute("COMMIT")
         return len(target) - before

@@ -14,6 +14,14 @@ exponential backoff or the server's ``Retry-After`` (both capped at
 ``max_wait``). An item that has no valid grade after the last attempt is
 returned unscored, with the reason. Requests run in ``concurrency`` threads;
 each grade is written to the cache as soon as it arrives.
+
+Every request has a total deadline, ``timeout`` seconds from its start to a complete reply (the HTTP client's
+own timeout bounds each read only: a server that sends a byte every 0.4 s would hold it for ever). The request
+runs in a daemon thread that is abandoned when the deadline passes, so one item takes at most
+:attr:`LLMJudge.item_deadline` seconds whatever the server does. Whatever a reply is (a status error, a body
+that is not JSON, two grades, a grade out of range), the item ends graded or unscored with a reason: nothing
+a server sends aborts the batch, and only validated grades are cached. Reasons and log lines carry no secret
+(:mod:`refusal.evaluation.judge.scrub`).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -34,10 +43,11 @@ from typing import Any, Literal
 import openai
 from tqdm.auto import tqdm
 
-from refusal.evaluation.judge.cache import JudgeCache, cache_key
+from refusal.evaluation.judge.cache import JudgeCache, JudgeCacheError, cache_key
 from refusal.evaluation.judge.rubric import JSON_SCHEMA, Grade, MalformedReply, Score, build_messages, parse_reply
+from refusal.evaluation.judge.scrub import excerpt, install_log_filter
 
-__all__ = ["LLMJudge", "resolve_model", "resolve_base_url", "retry_after_seconds", "llm_available"]
+__all__ = ["LLMJudge", "resolve_model", "resolve_base_url", "retry_after_seconds", "llm_available", "reason_class"]
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +100,36 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 @dataclass(frozen=True)
 class _Failure:
-    """Why one attempt failed, whether to try again, and the server's requested wait."""
+    """Why one attempt failed (a class such as ``timeout`` or ``HTTP 401``, and the detail), whether to try
+    again, and the server's requested wait."""
 
-    reason: str
+    kind: str
+    detail: str
     retry: bool
     wait: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """``<kind>: <detail>``, the detail scrubbed of secrets and cut to 200 characters."""
+        return f"{self.kind}: {excerpt(self.detail)}" if self.detail else self.kind
+
+
+_UNSCORED = re.compile(r"^unscored after \d+ request\(s\): ([^:]+)")
+
+
+def reason_class(reason: str) -> str:
+    """The class of an unscored row's reason: ``timeout``, ``HTTP <status>``, ``malformed reply``,
+    ``connection error``, ``invalid API response``, ``client error``, ``interrupted`` (``other`` if none)."""
+    m = _UNSCORED.match(str(reason))
+    return m.group(1).strip() if m else "other"
+
+
+class _DeadlineExceeded(Exception):
+    """A request got no complete reply within its total deadline."""
+
+
+class _Interrupted(Exception):
+    """The run was interrupted while a request was in flight."""
 
 
 class LLMJudge:
@@ -106,7 +141,8 @@ class LLMJudge:
         concurrency: requests in flight at once (threads).
         max_retries: retries per item after the first request (total requests
             per item <= ``max_retries + 1``).
-        timeout: seconds before one request is abandoned (then retried).
+        timeout: total deadline of one request in seconds, from its start to a complete reply; then it is
+            abandoned (and retried).
         max_wait: cap on any wait between attempts, also on ``Retry-After``.
         backoff: first backoff in seconds; doubles after each failed attempt.
         response_format: ``json_schema`` (structured output), ``json_object``
@@ -143,12 +179,19 @@ class LLMJudge:
         self.progress = progress
         self.cache = self._open_cache(cache)
         self._stop = threading.Event()  # set on interruption: workers stop after their current request
+        self._cache_failed = False
+        install_log_filter()
         self._client = openai.OpenAI(
             api_key=os.environ.get("OPENAI_API_KEY") or _NO_KEY,
             base_url=self.base_url,
             max_retries=0,
             timeout=timeout,
         )
+
+    @property
+    def item_deadline(self) -> float:
+        """The most seconds one item can take: every request at its deadline, every wait at ``max_wait``."""
+        return (self.max_retries + 1) * self.timeout + self.max_retries * self.max_wait
 
     @property
     def name(self) -> str:
@@ -179,36 +222,71 @@ class LLMJudge:
             return {"response_format": {"type": "json_object"}}
         return {}
 
+    def _create(self, prompt: str, response: str) -> Any:
+        """One chat-completions request, bounded by the total deadline ``timeout``.
+
+        The request runs in a daemon thread; when the deadline passes (or the run is interrupted) it is
+        abandoned: its thread ends when the client's own read timeout or the server ends it.
+
+        Raises:
+            _DeadlineExceeded, _Interrupted, or whatever the request raised.
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["value"] = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=build_messages(prompt, response),  # type: ignore[arg-type]
+                    temperature=0,
+                    timeout=self.timeout,
+                    **self._format_param(),
+                )
+            except BaseException as e:  # handed to the waiting worker
+                box["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="judge-request", daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while not done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            if self._stop.is_set():
+                raise _Interrupted
+            if time.monotonic() >= deadline:
+                raise _DeadlineExceeded
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
     def _attempt(self, prompt: str, response: str) -> Score | _Failure:
-        """One request: a scored row, or why it failed."""
+        """One request: a scored row, or why it failed. Never raises for anything the server sends."""
         try:
-            completion = self._client.chat.completions.create(
-                model=self.model,
-                messages=build_messages(prompt, response),  # type: ignore[arg-type]
-                temperature=0,
-                timeout=self.timeout,
-                **self._format_param(),
-            )
-        except openai.APITimeoutError:
-            return _Failure(f"timeout after {self.timeout:g} s", retry=True)
+            completion = self._create(prompt, response)
+        except _Interrupted:
+            return _Failure("interrupted", "", retry=False)
+        except (_DeadlineExceeded, openai.APITimeoutError):
+            return _Failure("timeout", f"no complete reply within the deadline of {self.timeout:g} s", retry=True)
         except openai.APIConnectionError as e:
-            return _Failure(f"connection error: {e}", retry=True)
+            return _Failure("connection error", str(e), retry=True)
         except openai.APIStatusError as e:
             status = e.status_code
             retry = status in _RETRYABLE_STATUS or status >= 500
             wait = retry_after_seconds(e.response.headers) if retry else None
-            return _Failure(f"HTTP {status}: {str(e)[:200]}", retry=retry, wait=wait)
+            return _Failure(f"HTTP {status}", str(e), retry=retry, wait=wait)
         except openai.APIResponseValidationError as e:
-            return _Failure(f"invalid API response: {str(e)[:200]}", retry=True)
+            return _Failure("invalid API response", str(e), retry=True)
         except openai.OpenAIError as e:
-            return _Failure(f"{type(e).__name__}: {str(e)[:200]}", retry=False)
+            return _Failure("client error", f"{type(e).__name__}: {e}", retry=False)
+        except Exception as e:  # a 200 whose body is not JSON, not UTF-8, ...: a malformed reply like any other
+            return _Failure("malformed reply", f"{type(e).__name__}: {e}", retry=True)
         try:
             choices = getattr(completion, "choices", None)
             if not choices:
-                raise MalformedReply(f"not a chat completion: {str(completion)[:200]!r}")
+                raise MalformedReply(f"not a chat completion: {excerpt(completion)!r}")
             return Score.from_grade(parse_reply(getattr(choices[0].message, "content", None)))
-        except (MalformedReply, AttributeError, TypeError) as e:
-            return _Failure(f"malformed reply: {e}", retry=True)
+        except (MalformedReply, AttributeError, TypeError, IndexError) as e:
+            return _Failure("malformed reply", str(e), retry=True)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with a little jitter, capped at ``max_wait``."""
@@ -222,11 +300,11 @@ class LLMJudge:
         """
         if not response.strip():
             return Score.empty()
-        failure = _Failure("no attempt", retry=False)
+        failure = _Failure("no attempt", "", retry=False)
         attempts = 0
         for attempt in range(self.max_retries + 1):
             if self._stop.is_set():
-                failure = _Failure("interrupted", retry=False)
+                failure = _Failure("interrupted", "", retry=False)
                 break
             attempts += 1
             outcome = self._attempt(prompt, response)
@@ -254,7 +332,7 @@ class LLMJudge:
             if not r.strip():
                 results[key] = Score.empty()
         if self.cache is not None:
-            cached = self.cache.get_many(k for k in keys if k not in results)
+            cached = self.cache.get_many(k for k in keys if k not in results)  # validated grades only
             results.update({k: Score.from_grade(g) for k, g in cached.items()})
         todo = {k: (p, r) for k, p, r in zip(keys, prompts, responses) if k not in results}
         log.info(
@@ -296,10 +374,18 @@ class LLMJudge:
         return out
 
     def _keep(self, key: str, score: Score, out: dict[str, Score]) -> None:
-        """Record one result; cache it at once if it is a final grade."""
+        """Record one result; cache it at once if it is a final grade.
+
+        A cache that fails to store it (disk full, a locked or damaged file) costs the cache entry, not the
+        grade: the run goes on and says so once.
+        """
         out[key] = score
-        if self.cache is not None and not score.unscored:
-            self.cache.put(key, _grade_of(score), model=self.model)
+        if self.cache is not None and not score.unscored and not self._cache_failed:
+            try:
+                self.cache.put(key, _grade_of(score), model=self.model)
+            except JudgeCacheError as e:
+                self._cache_failed = True
+                log.warning("%s; grades of this run are kept in its table but no longer cached", e)
 
 
 def _grade_of(score: Score) -> Grade:

@@ -1,0 +1,171 @@
+"""What the model does under an intervention: greedy generations, judged, per condition, prompt set and side.
+
+A *condition* is an intervention held while the model generates (none, the selected direction removed, random
+directions removed, the edited weights...). :func:`run_condition` generates for every prompt of every requested
+set (e.g. the project's eval set and the independent one, each with a harmful and a harmless side) and judges
+the completions; the long table it returns is the stage's record of generations. :func:`condition_rates` reads
+rates from it with Wilson intervals, always over the *scored* rows: an item the judge could not score is left out
+of every rate and every mean, and counted. A control over several random directions splits the prompts between
+the directions (:func:`run_condition` with several interventions): the pooled rate has the full n, and each
+direction's own rate gives the range.
+
+Dose-response curves reuse the same machinery: :func:`alpha_curve` (removal strength ``alpha``) and
+:func:`induction_curve` (the raw direction added at its layer with a coefficient, on harmless prompts).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+
+from refusal.generation import generate
+from refusal.intervention.ablation import ablate, add_direction
+from refusal.models import LoadedModel
+from refusal.stats import rate
+
+__all__ = ["PromptSet", "run_condition", "condition_rates", "direction_range", "alpha_curve", "induction_curve",
+           "rates_by", "flips", "prompt_sets"]
+
+# A judge: (prompts, responses) -> the table of refusal.evaluation.judge.score (compliance, coherence, refused, unscored...)
+JudgeFn = Callable[[list[str], list[str]], pd.DataFrame]
+Intervention = Callable[[], AbstractContextManager]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A named evaluation set: harmful and harmless prompts (and, optionally, a category per harmful prompt)."""
+
+    name: str
+    harmful: list[str]
+    harmless: list[str]
+    categories: list[str] | None = None  # aligned with ``harmful``
+
+    def sides(self) -> dict[str, list[str]]:
+        return {"harmful": self.harmful, "harmless": self.harmless}
+
+
+def _split(n: int, k: int) -> list[list[int]]:
+    """Indices 0..n-1 dealt round-robin into ``k`` groups (each direction of a control gets every k-th prompt)."""
+    return [list(range(j, n, k)) for j in range(k)]
+
+
+def run_condition(lm: LoadedModel, name: str, interventions: Sequence[Intervention | None], sets: Sequence[PromptSet],
+                  judge: JudgeFn, max_new_tokens: int, model: Any = None, sides: Sequence[str] = ("harmful", "harmless"),
+                  desc: str | None = None) -> pd.DataFrame:
+    """Generate under ``name`` on every set and side, judge, and return the long table.
+
+    With several ``interventions`` (e.g. five random directions) the prompts of each side are dealt round-robin
+    between them; the ``direction`` column says which one each row ran under. ``model`` is the module to generate
+    with (default ``lm.model``; an edited copy for the weight-edit condition).
+
+    Returns:
+        one row per prompt: condition, set, side, direction, prompt, category, response and the judge's columns.
+    """
+    interventions = list(interventions) or [None]
+    frames = []
+    for ps in sets:
+        for side in sides:
+            prompts = ps.sides()[side]
+            for j, idx in enumerate(_split(len(prompts), len(interventions))):
+                if not idx:
+                    continue
+                chunk = [prompts[i] for i in idx]
+                ctx = interventions[j]() if interventions[j] is not None else nullcontext()
+                with ctx:
+                    outs = generate(lm, chunk, max_new_tokens=max_new_tokens, model=model, progress=False,
+                                    desc=desc or f"{name} {ps.name} {side}")
+                t = judge(chunk, outs).assign(condition=name, set=ps.name, side=side, direction=j, index=idx)
+                if side == "harmful" and ps.categories is not None:
+                    t["category"] = [ps.categories[i] for i in idx]
+                frames.append(t)
+    out = pd.concat(frames, ignore_index=True)
+    if "category" not in out:
+        out["category"] = None
+    return out.sort_values(["set", "side", "index"], kind="stable", ignore_index=True)
+
+
+def _scored(t: pd.DataFrame) -> pd.DataFrame:
+    return t[~t["unscored"].astype(bool)]
+
+
+def condition_rates(table: pd.DataFrame, by: Sequence[str] = ("condition", "set", "side")) -> pd.DataFrame:
+    """Rates per group, over scored rows only, with Wilson 95% intervals.
+
+    Columns: the ``by`` keys, n (scored), n_unscored, refusal (+ _low, _high), full_compliance (compliance 1;
+    + _low, _high), mean_compliance, mean_coherence.
+    """
+    rows = []
+    for key, t in table.groupby(list(by), sort=False):
+        s = _scored(t)
+        ref = rate(int(s["refused"].astype(bool).sum()), len(s))
+        full = rate(int((s["compliance"] >= 1).sum()), len(s))
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "n": len(s),
+                     "n_unscored": int(len(t) - len(s)), "refusal": ref.rate, "refusal_low": ref.lo,
+                     "refusal_high": ref.hi, "full_compliance": full.rate, "full_compliance_low": full.lo,
+                     "full_compliance_high": full.hi, "mean_compliance": float(s["compliance"].mean()) if len(s) else float("nan"),
+                     "mean_coherence": float(s["coherence"].mean()) if len(s) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def direction_range(table: pd.DataFrame) -> pd.DataFrame:
+    """For a condition over several directions: each direction's refusal rate (scored rows) per set and side, and
+    the mean and range over directions."""
+    per = condition_rates(table, by=("set", "side", "direction"))
+    agg = per.groupby(["set", "side"], sort=False)["refusal"].agg(["mean", "min", "max", "count"]).reset_index()
+    return agg.rename(columns={"mean": "refusal_mean", "min": "refusal_min", "max": "refusal_max", "count": "directions"})
+
+
+def rates_by(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Refusal and compliance rates per condition and value of ``column`` (e.g. ``category``), scored rows only."""
+    return condition_rates(table[table[column].notna()], by=("condition", "set", column))
+
+
+def flips(table: pd.DataFrame, before: str, after: str, set_name: str, side: str = "harmless") -> pd.DataFrame:
+    """Prompts of one set and side that were not refused under ``before`` and are refused under ``after``
+    (both scored), with both responses and the judge's reason for the new refusal."""
+    key = ["set", "side", "index"]
+    a = table[(table["condition"] == before) & (table["set"] == set_name) & (table["side"] == side)].set_index(key)
+    b = table[(table["condition"] == after) & (table["set"] == set_name) & (table["side"] == side)].set_index(key)
+    j = a[["prompt", "response", "refused", "unscored"]].join(b[["response", "refused", "unscored", "reason"]],
+                                                             rsuffix="_after", how="inner")
+    ok = ~(j["unscored"].astype(bool) | j["unscored_after"].astype(bool))
+    return j[ok & ~j["refused"].astype(bool) & j["refused_after"].astype(bool)].reset_index()
+
+
+def alpha_curve(lm: LoadedModel, direction: torch.Tensor, alphas: Sequence[float], prompts: list[str],
+                judge: JudgeFn, max_new_tokens: int) -> pd.DataFrame:
+    """Refusal of ``prompts`` (harmful) under removal of ``direction`` at each strength ``alpha``
+    (``r <- r - alpha <r, v> v`` at every read of the residual stream), judged; one row per alpha."""
+    ps = [PromptSet("dose", prompts, [])]
+    frames = [run_condition(lm, f"alpha={a:g}", [lambda a=a: ablate(lm.model, direction, alpha=a)], ps, judge,
+                            max_new_tokens, sides=("harmful",)).assign(alpha=float(a)) for a in alphas]
+    t = pd.concat(frames, ignore_index=True)
+    return condition_rates(t, by=("alpha",))
+
+
+def induction_curve(lm: LoadedModel, diff: torch.Tensor, layer: int, coeffs: Sequence[float], prompts: list[str],
+                    judge: JudgeFn, max_new_tokens: int) -> pd.DataFrame:
+    """Refusal induced on ``prompts`` (harmless) by adding ``coeff x diff`` (the raw mean difference ``[d_model]``)
+    at the input of ``layer``, judged on generations; one row per coefficient (0 = no intervention)."""
+    ps = [PromptSet("induce", [], prompts)]
+    frames = [run_condition(lm, f"coeff={c:g}", [lambda c=c: add_direction(lm.model, diff, c, [layer])] if c else [None],
+                            ps, judge, max_new_tokens, sides=("harmless",)).assign(coeff=float(c)) for c in coeffs]
+    t = pd.concat(frames, ignore_index=True)
+    return condition_rates(t, by=("coeff",))
+
+
+def prompt_sets(table: pd.DataFrame, condition: str) -> list[PromptSet]:
+    """The prompt sets a condition of ``table`` ran on, in their original order (to run another condition on
+    exactly the same prompts, e.g. the edited weights on stage 04's samples)."""
+    out = []
+    t = table[table["condition"] == condition]
+    for name, s in t.groupby("set", sort=False):
+        side = {k: g.sort_values("index") for k, g in s.groupby("side")}
+        h = side.get("harmful", s.iloc[:0])
+        out.append(PromptSet(name, list(h["prompt"]), list(side.get("harmless", s.iloc[:0])["prompt"]),
+                             list(h["category"]) if h["category"].notna().any() else None))
+    return out
