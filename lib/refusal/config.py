@@ -34,7 +34,6 @@ from refusal.paths import PARAMS_DIR
 
 __all__ = [
     "STAGES",
-    "COMPARE_STAGE",
     "CROSS_STAGES",
     "CROSS_STAGE_UNTIL",
     "ORTHO_STAGES",
@@ -187,11 +186,10 @@ STAGES = (
 )
 # The cross-model stages, in order; each is notebooks/<stage>.py, run once over every model (parameter ``models``,
 # comma-separated), its artifacts in runs/_compare/<stage>/ ending with manifest.json. The workflow (workflow/Snakefile)
-# runs one after every earlier cross-model stage and after every model's applicable stages up to
-# CROSS_STAGE_UNTIL[stage] (default: all of them). Adding a cross-model stage is one entry here.
-CROSS_STAGES = ("07_compare",)
-CROSS_STAGE_UNTIL: dict[str, str] = {}
-COMPARE_STAGE = "07_compare"  # the comparison page of the site
+# runs one after every model's applicable stages up to CROSS_STAGE_UNTIL[stage] (default: all of them), then the site.
+# Adding a cross-model stage is one entry here. 08_judges reads only stage 04's generations of every model.
+CROSS_STAGES = ("07_compare", "08_judges")
+CROSS_STAGE_UNTIL: dict[str, str] = {"08_judges": "04_ablate"}
 # Stages that edit or benchmark the orthogonalized weights (not for architectures where the edit cannot be exact).
 ORTHO_STAGES = ("05_orthogonalize", "06_benchmark")
 

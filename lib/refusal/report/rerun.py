@@ -23,7 +23,7 @@ from refusal.paths import REPO_ROOT
 from refusal.report.outputs import notebook_path, rel
 
 __all__ = ["module_closure", "source_hash", "code_hash", "data_hash", "judge_settings", "stage_params",
-           "data_inputs", "site_code_hash"]
+           "data_inputs", "site_code_hash", "parameter_defaults"]
 
 _JUDGE_ENV = ("OPENAI_BASE_URL", "REFUSAL_JUDGE_MODEL")
 
@@ -125,7 +125,7 @@ def data_hash() -> str:
     return _hash_files((p for p in (root / "default_data").rglob("*") if p.is_file()), root)
 
 
-def _parameter_defaults(notebook: Path) -> dict[str, Any]:
+def parameter_defaults(notebook: Path) -> dict[str, Any]:
     """The defaults of a notebook's papermill parameters cell (the cell tagged ``parameters``)."""
     nb = json.loads(notebook.read_text())
     for cell in nb.get("cells", []):
@@ -146,7 +146,7 @@ def judge_settings(stage: str, overrides: dict[str, Any] | None = None) -> dict[
     """The judge's settings when ``stage`` may judge with an LLM (its parameters cell has ``judge`` and the value,
     after the registry's override, is not ``"offline"``): the endpoint, the judge model and whether a key is set
     (never the key). None for a stage that does not judge."""
-    defaults = _parameter_defaults(REPO_ROOT / notebook_path(stage))
+    defaults = parameter_defaults(REPO_ROOT / notebook_path(stage))
     judge = (overrides or {}).get("judge", defaults.get("judge", "offline"))
     if "judge" not in defaults or judge == "offline":
         return None

@@ -9,7 +9,8 @@ Jobs (rules of ``workflow/Snakefile``):
   the stages that apply to the model (:func:`refusal.config.skip_reason`); each stage waits for the model's
   weights and for its previous applicable stage;
 - ``cross_<NN_x>``, one rule per cross-model stage (:data:`refusal.config.CROSS_STAGES`), run once over every model
-  after their applicable stages (up to :data:`refusal.config.CROSS_STAGE_UNTIL`) and the earlier cross-model stages;
+  after their applicable stages (up to :data:`refusal.config.CROSS_STAGE_UNTIL`); one that cannot run on this
+  installation is left out with the reason (:func:`cross_skip_reason`);
 - ``site``: the Quarto site (:func:`refusal.report.site.build`).
 
 Paths are in :mod:`refusal.report.outputs`. A stage job (:mod:`refusal.report.job`) executes ``notebooks/<stage>.ipynb`` by papermill; its outputs are the
@@ -38,10 +39,12 @@ import yaml
 
 from refusal.config import (CROSS_STAGE_UNTIL, CROSS_STAGES, STAGES, ConfigError, ModelConfig, list_models,
                             load_config, skip_reason)
-from refusal.report.outputs import manifest_path, page_path, rel, weights_marker
+from refusal.paths import REPO_ROOT
+from refusal.report.outputs import manifest_path, notebook_path, page_path, rel, weights_marker
+from refusal.report.rerun import parameter_defaults
 from refusal.report.resources import estimate_seconds
 
-__all__ = ["WorkflowError", "parse_list", "Plan", "plan", "read_config"]
+__all__ = ["WorkflowError", "parse_list", "Plan", "plan", "cross_skip_reason", "read_config"]
 
 
 class WorkflowError(ValueError):
@@ -71,7 +74,8 @@ class Plan:
     ``stages[model]``: the model's applicable stages in order; ``weights[model]``: its weights marker;
     ``converts`` / ``fetches`` / ``organisms``: marker path -> registry entry; ``distills``: marker path -> base
     entry; ``priority``: a job's key (``stage/model``, or a marker path) -> the estimated seconds on the longest
-    chain through it.
+    chain through it; ``skipped``: cross-model stage -> why it cannot run on this installation
+    (:func:`cross_skip_reason`).
     """
 
     models: list[str]
@@ -86,6 +90,7 @@ class Plan:
     organisms: dict[str, str] = field(default_factory=dict)
     organism_inputs: dict[str, list[str]] = field(default_factory=dict)
     priority: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def gpu_run(self) -> bool:
@@ -104,15 +109,14 @@ class Plan:
 
     def cross_inputs(self, stage: str) -> list[str]:
         """A cross-model stage's inputs: every model's applicable stages up to its ``CROSS_STAGE_UNTIL`` (all by
-        default), and every earlier cross-model stage."""
+        default). Cross-model stages do not wait for each other: one failing does not hold the other back."""
         until = CROSS_STAGE_UNTIL.get(stage)
         out = []
         for m in self.models:
             chain = self.stages[m]
             last = [s for s in chain if until is None or s <= until]
             out += [manifest_path(s, m) for s in last]
-        i = self.cross.index(stage)
-        return out + [manifest_path(c) for c in self.cross[:i]]
+        return out
 
     def pages(self) -> list[str]:
         """Every executed notebook of the run."""
@@ -166,7 +170,13 @@ def plan(models: list[str], stages: list[str] | None = None, cross: list[str] | 
         if s not in CROSS_STAGES or until not in STAGES:
             raise WorkflowError(f"refusal.config.CROSS_STAGE_UNTIL: {s!r} -> {until!r} names no cross-model stage "
                                 f"or no per-model stage")
-    p = Plan(models=list(dict.fromkeys(models)), cross=[c for c in CROSS_STAGES if c in cross], device=device)
+    p = Plan(models=list(dict.fromkeys(models)), cross=[], device=device)
+    for c in (c for c in CROSS_STAGES if c in cross):
+        why = cross_skip_reason(c)
+        if why is None:
+            p.cross.append(c)
+        else:
+            p.skipped[c] = why
     order = [s for s in STAGES if s in stages]
     try:
         for m in p.models:
@@ -177,6 +187,36 @@ def plan(models: list[str], stages: list[str] | None = None, cross: list[str] | 
     _cache_jobs(p)
     _priorities(p)
     return p
+
+
+def cross_skip_reason(stage: str) -> str | None:
+    """Why a cross-model stage cannot run on this installation, or None when it can.
+
+    A stage whose parameters cell names a ``judge_entry`` (stage 08) serves that registry entry's GGUF with the local
+    llama.cpp judge server (:mod:`refusal.evaluation.judge.server`): it needs ``llama-cpp-python[server]`` and the
+    entry's packages installed. The workflow leaves such a stage out, saying why, instead of failing the run.
+    """
+    from importlib import util
+
+    from refusal.evaluation.judge.server import server_available
+
+    entry = parameter_defaults(REPO_ROOT / notebook_path(stage)).get("judge_entry")
+    if not entry:
+        return None
+    if not server_available():
+        return ("the local judge server is not installed (llama-cpp-python[server]: "
+                "pip install 'llama-cpp-python[server]')")
+    try:
+        cfg = load_config(entry)
+    except ConfigError as e:
+        return f"its judge_entry {entry!r} is not a usable registry entry ({e})"
+    if cfg.source.kind != "pypi_gguf":
+        return f"its judge_entry {entry!r} is not a GGUF shipped in PyPI packages (source.kind '{cfg.source.kind}')"
+    missing = [pkg for pkg in cfg.source.packages if util.find_spec(pkg.replace("-", "_")) is None]
+    if missing:
+        return (f"the judge model {entry!r} is not installed (missing packages: {', '.join(missing[:3])}"
+                f"{' ...' if len(missing) > 3 else ''}; `make setup EXTRAS=qwen15` installs Qwen2.5-Coder-1.5B)")
+    return None
 
 
 def _cache_jobs(p: Plan) -> None:
