@@ -7,13 +7,10 @@ PY := $(VENV)/bin/python
 EXTRAS ?=
 MODELS ?=
 # torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU. On cuda every
-# stage that loads a model asks the scheduler for a GPU (GPUS of them on this machine).
+# stage that loads a model asks the scheduler for one of this machine's GPUs.
 DEVICE ?=
 # the workflow's profile: local (this machine) or slurm (a cluster: see README)
 PROFILE ?= local
-# what the local scheduler may hand out at once: this machine's memory and GPUs
-MEM_MB ?= $(shell awk '/^MemTotal/ {print int($$2 / 1024)}' /proc/meminfo 2>/dev/null || echo 8000)
-GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 # more snakemake options, e.g. SMK_ARGS="-n" (what would run) or SMK_ARGS="--forceall"
 SMK_ARGS ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
@@ -45,9 +42,10 @@ $(STAMP): pyproject.toml
 notebooks: setup
 	@for f in notebooks/*.py; do [ -e "$$f" ] || continue; $(VENV)/bin/jupytext --quiet --sync "$$f"; done
 
-# the workflow (workflow/Snakefile): every applicable stage of every model, the comparison, the site; only what changed
+# the workflow (workflow/Snakefile) by snakemake: every applicable stage of every model, the cross-model stages, the
+# site; only what changed; --keep-going; per-job logs under logs/ (python -m refusal.report: refusal.report.command)
 report: setup notebooks
-	$(VENV)/bin/snakemake --profile profiles/$(PROFILE) $(if $(filter local,$(PROFILE)),--resources mem_mb=$(MEM_MB) gpu=$(or $(GPUS),0),) $(if $(MODELS),--config models=$(MODELS),) $(SMK_ARGS)
+	$(PY) -m refusal.report --profile $(PROFILE) $(if $(MODELS),--models $(MODELS),) $(if $(DEVICE),--device $(DEVICE),) -- $(SMK_ARGS)
 
 site: setup
 	$(PY) -m refusal.report.site
