@@ -23,7 +23,7 @@ from refusal.paths import REPO_ROOT
 from refusal.report.outputs import notebook_path, rel
 
 __all__ = ["module_closure", "source_hash", "code_hash", "data_hash", "judge_settings", "stage_params",
-           "data_inputs", "site_code_hash", "parameter_defaults"]
+           "data_inputs", "site_code_hash", "parameter_defaults", "grades_with_llm"]
 
 _JUDGE_ENV = ("OPENAI_BASE_URL", "REFUSAL_JUDGE_MODEL")
 
@@ -172,6 +172,14 @@ def stage_params(stage: str, cfg: ModelConfig | None = None) -> dict[str, str]:
     if judge is not None:
         out["judge"] = json.dumps(judge, sort_keys=True)
     return out
+
+
+def grades_with_llm(stage: str, cfg: ModelConfig | None = None) -> bool:
+    """True when the stage may grade with an LLM judge: its ``judge`` (after the registry's override) is not
+    ``"offline"``, or it serves a ``judge_entry`` itself (stage 08). Its job then starts from the shared judge cache."""
+    overrides = cfg.stage(stage) if cfg is not None else {}
+    return (judge_settings(stage, overrides) is not None
+            or "judge_entry" in parameter_defaults(REPO_ROOT / notebook_path(stage)))
 
 
 def data_inputs(stage: str, cfg: ModelConfig) -> list[str]:
