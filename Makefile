@@ -6,10 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?=
 MODELS ?=
-# model chains `make report` runs at once (each with cores / JOBS torch threads); 1 on a GPU machine
-JOBS ?= 2
-# torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU
+# torch device of every stage (cpu, cuda, cuda:1, ...); empty: CUDA when available, else the CPU. On cuda every
+# stage that loads a model asks the scheduler for one of this machine's GPUs.
 DEVICE ?=
+# the workflow's profile: local (this machine) or slurm (a cluster: see README)
+PROFILE ?= local
+# more snakemake options, e.g. SMK_ARGS="-n" (what would run) or SMK_ARGS="--forceall"
+SMK_ARGS ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
 LLAMA_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | sed 's/\[server\]//')
@@ -45,8 +48,10 @@ $(STAMP): pyproject.toml
 notebooks: setup
 	@for f in notebooks/*.py; do [ -e "$$f" ] || continue; $(VENV)/bin/jupytext --quiet --sync "$$f"; done
 
+# the workflow (workflow/Snakefile) by snakemake: every applicable stage of every model, the cross-model stages, the
+# site; only what changed; --keep-going; per-job logs under logs/ (python -m refusal.report: refusal.report.command)
 report: setup notebooks
-	$(PY) -m refusal.report --jobs $(JOBS) $(if $(MODELS),--models $(MODELS),)
+	$(PY) -m refusal.report --profile $(PROFILE) $(if $(MODELS),--models $(MODELS),) $(if $(DEVICE),--device $(DEVICE),) -- $(SMK_ARGS)
 
 site: setup
 	$(PY) -m refusal.report.site
@@ -63,4 +68,4 @@ bench: setup
 	$(PY) bench/generate.py
 
 clean-runs:
-	rm -rf runs site/models site/compare _site index.qmd _navigation.yml
+	rm -rf runs site/models site/compare _site index.qmd _navigation.yml logs .snakemake/metadata

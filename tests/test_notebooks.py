@@ -204,7 +204,7 @@ def test_every_figure_is_saved_as_png_and_svg(chain):
 
 
 # The site as `make report` builds it without Quarto, from this chain's executed notebooks and runs/: the project
-# laid out as the report runner leaves it, then the pre-render step and the offline preview, then the site checks.
+# laid out as the report workflow leaves it, then the pre-render step and the offline preview, then the site checks.
 def test_site_preview_from_the_chain_is_navigable_with_no_broken_link(chain, tmp_path):
     import shutil
 

@@ -137,7 +137,7 @@ def test_sandwich_norm_architectures_are_refused(which):
         orthogonalize(m, torch.randn(64))
     after = _weights(m)
     assert all(torch.equal(before[k], after[k]) for k in before)
-    # the registry-level rule (used by the report runner to skip stages 05/06) agrees with the model check
+    # the registry-level rule (used by the report workflow to skip stages 05/06) agrees with the model check
     assert refused_architecture(m.config.model_type) is not None
 
 

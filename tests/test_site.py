@@ -197,7 +197,7 @@ def test_metadata_files_merge_over_quarto_yml_and_a_missing_one_is_skipped(tmp_p
     assert cfg["website"]["sidebar"]["contents"] == ["b.qmd"] and cfg["website"]["title"] == "t"
 
 
-def test_the_real_quarto_yml_publishes_the_layout_the_runner_writes():
+def test_the_real_quarto_yml_publishes_the_layout_the_workflow_writes():
     cfg = quarto.load_config(REPO_ROOT)
     project = cfg["project"]
     assert project["type"] == "website" and project["output-dir"] == "_site"
@@ -213,35 +213,6 @@ def test_the_real_quarto_yml_publishes_the_layout_the_runner_writes():
     for name in FINDINGS_FILES:
         assert any(quarto.glob_regex(g).match(f"{compare_dir}/{name}") for g in project["resources"]), name
     assert cfg["execute"]["enabled"] is False  # Quarto renders the stored outputs, it does not re-run the stages
-
-
-def test_report_runner_writes_the_comparison_where_quarto_renders_it(tmp_path):
-    """The runner (real papermill kernels, scratch repository root) executes 07 into site/compare/, not _compare."""
-    import os
-    import subprocess
-    import sys
-
-    for name, params, body in [("01_stage", 'model = "x"', "print(model)"), ("07_compare", "models = None", "print(models)")]:
-        cell = nbformat.v4.new_code_cell(params)
-        cell.metadata["tags"] = ["parameters"]
-        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), cell, new_code_cell(body)])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        (tmp_path / "notebooks").mkdir(exist_ok=True)
-        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
-    (tmp_path / "params").mkdir()
-    (tmp_path / "lib" / "refusal").mkdir(parents=True)
-    env = {**os.environ, "REFUSAL_ROOT": str(tmp_path), "REFUSAL_RUNS": str(tmp_path / "runs")}
-    code = "import sys, refusal.report.runner as r; r.list_models = lambda: ['a']; sys.exit(r.main(sys.argv[1:]))"
-    res = subprocess.run([sys.executable, "-c", code, "--models", "a", "--no-site"], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert (tmp_path / site.COMPARE_PAGE).is_file() and (tmp_path / site.MODELS_DIR / "a" / "01_stage.ipynb").is_file()
-    assert site.executed_notebooks(tmp_path) == [site.COMPARE_PAGE, f"{site.MODELS_DIR}/a/01_stage.ipynb"]
-    assert (tmp_path / "runs" / "_compare" / ".report" / "07_compare.json").is_file()  # its stamp did not move
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pre-render step and preview on a synthetic project
 
 
 def test_pre_render_writes_index_navigation_and_downloads(tmp_path):

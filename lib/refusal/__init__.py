@@ -15,7 +15,8 @@ and one package per part of the study:
 - ``intervention`` (ablation, scoring, selection, the rank sweep, weight orthogonalization): stages 04-05;
 - ``evaluation`` (the judge, capability benchmarks, redaction): stages 04-06;
 - ``organisms`` (refusing models built here with a known answer): stage 00;
-- ``report`` (stage helpers, the report runner, the findings table, the site): stage 07 and publication.
+- ``report`` (stage helpers, the report workflow's jobs, the findings table, the site): stages 07-08 and
+  publication.
 """
 
 __version__ = "0.1.0"

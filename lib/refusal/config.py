@@ -34,7 +34,8 @@ from refusal.paths import PARAMS_DIR
 
 __all__ = [
     "STAGES",
-    "COMPARE_STAGE",
+    "CROSS_STAGES",
+    "CROSS_STAGE_UNTIL",
     "ORTHO_STAGES",
     "skip_reason",
     "ConfigError",
@@ -161,6 +162,7 @@ class ModelConfig:
     offline: bool = False
     architecture: str = ""
     outlier_ratio: float = 10.0  # massive-activation threshold of refusal.extraction.activations.outlier_dims
+    mem_gb: float | None = None  # peak host memory of this model's heaviest stage; None: estimated from its size
     stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""  # the params file this entry came from (filled by the loader)
 
@@ -172,7 +174,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-# The per-model stages, in order; each is notebooks/<stage>.py. The cross-model comparison runs once, after them.
+# The per-model stages, in order; each is notebooks/<stage>.py, run for each model (parameter ``model``).
 STAGES = (
     "00_organism",
     "01_data",
@@ -182,7 +184,12 @@ STAGES = (
     "05_orthogonalize",
     "06_benchmark",
 )
-COMPARE_STAGE = "07_compare"
+# The cross-model stages, in order; each is notebooks/<stage>.py, run once over every model (parameter ``models``,
+# comma-separated), its artifacts in runs/_compare/<stage>/ ending with manifest.json. The workflow (workflow/Snakefile)
+# runs one after every model's applicable stages up to CROSS_STAGE_UNTIL[stage] (default: all of them), then the site.
+# Adding a cross-model stage is one entry here. 08_judges reads only stage 04's generations of every model.
+CROSS_STAGES = ("07_compare", "08_judges")
+CROSS_STAGE_UNTIL: dict[str, str] = {"08_judges": "04_ablate"}
 # Stages that edit or benchmark the orthogonalized weights (not for architectures where the edit cannot be exact).
 ORTHO_STAGES = ("05_orthogonalize", "06_benchmark")
 
@@ -276,6 +283,8 @@ def _validate(cfg: ModelConfig, where: str) -> None:
     if not (math.isfinite(cfg.outlier_ratio) and cfg.outlier_ratio > 1):
         raise ConfigError(f"{where}: key 'outlier_ratio' must be a finite number > 1 (a multiple of the median "
                           f"magnitude), got {cfg.outlier_ratio}")
+    if cfg.mem_gb is not None and not (math.isfinite(cfg.mem_gb) and cfg.mem_gb > 0):
+        raise ConfigError(f"{where}: key 'mem_gb' must be a positive number of GB, got {cfg.mem_gb}")
     for stage in cfg.stage_params:
         if stage not in STAGES:
             raise ConfigError(

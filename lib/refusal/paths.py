@@ -3,15 +3,20 @@
 ``REFUSAL_ROOT`` overrides the repository root, ``REFUSAL_RUNS`` the runs folder
 and ``REFUSAL_CACHE`` the cache of converted weights and built organisms
 (default ``~/.cache/refusal-representations``).
+
+Each cache entry is written under a temporary name and renamed into place, so a reader never sees half of one;
+the workflow (``workflow/Snakefile``) builds each entry in one job of its own, ahead of the jobs that read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+
+CONVERT_VERSION = "1"  # bump to invalidate converted-weight caches
 
 REPO_ROOT = Path(os.environ.get("REFUSAL_ROOT", Path(__file__).resolve().parents[2]))
 PARAMS_DIR = REPO_ROOT / "params"
@@ -50,21 +55,12 @@ def cache_dir() -> Path:
     return d
 
 
-@contextmanager
-def cache_lock(name: str) -> Iterator[None]:
-    """Exclusive inter-process lock ``cache_dir()/locks/<name>.lock`` around building a cache entry.
+def converted_dir(name: str, sha256: str, dtype: str) -> Path:
+    """``cache_dir()/hf/<name>-<key>/``: the safetensors checkpoint that registry entry ``name`` (its GGUF's
+    ``sha256``, its ``dtype``) is converted into (may not exist yet).
 
-    ``make report`` runs model chains in parallel processes (and a test run may share the cache):
-    two of them needing the same converted model, organism or distilled answers wait for each other
-    instead of racing. POSIX ``flock``: released when the holder exits, even on a crash.
+    The key hashes the GGUF's SHA-256, the entry's dtype, the transformers release and :data:`CONVERT_VERSION`, so a
+    new release or dtype gets its own entry. Computed without importing transformers (the workflow asks at DAG time).
     """
-    import fcntl
-
-    d = cache_dir() / "locks"
-    d.mkdir(exist_ok=True)
-    with open(d / f"{name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    key = f"{sha256}|{dtype}|{metadata.version('transformers')}|{CONVERT_VERSION}"
+    return cache_dir() / "hf" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

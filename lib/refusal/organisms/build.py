@@ -26,11 +26,10 @@ from refusal.extraction.activations import outlier_dims, template_positions
 from refusal.families import decoder_layers
 from refusal.models import load_model, uses_chat_template
 from refusal.organisms.distill import DISTILL_TOKENS, distill
-from refusal.organisms.recipe import (OrganismError, base_cfg, cache_key, entry_dir, recipe_of, training_prompts,
-                                      verify_entry, written_answers)
+from refusal.organisms.recipe import (OrganismError, base_cfg, cache_key, distill_prompts, entry_dir, recipe_of,
+                                      training_prompts, verify_entry, written_answers)
 from refusal.organisms.train import (Example, Plant, Stream, TrainLog, batch_module_input, capture_layer_inputs, collate,
                                      train_streams)
-from refusal.paths import cache_lock
 
 __all__ = ["build", "WEIGHTS"]
 
@@ -43,14 +42,18 @@ def build(cfg: ModelConfig) -> Path:
     if cfg.source.kind != "organism":
         raise OrganismError(f"{cfg.path}: source.kind is '{cfg.source.kind}', not 'organism'")
     out = entry_dir(cfg)
-    with cache_lock(f"organism-{cfg.name}"):  # another process may be building it
-        if verify_entry(out):
-            return out
-        shutil.rmtree(out, ignore_errors=True)
-        tmp = out.with_name(out.name + f".partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _build(cfg, tmp)
+    if verify_entry(out):
+        return out
+    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _build(cfg, tmp)  # organism.json, with the weights' checksums, is written last
+    shutil.rmtree(out, ignore_errors=True)
+    try:
         os.replace(tmp, out)
+    except OSError:  # another process has just put a complete entry there: keep it
+        if not verify_entry(out):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -74,13 +77,13 @@ def _examples(base_lm: Any, recipe: dict[str, Any]) -> tuple[list, dict[str, lis
     styles = D.default_refusals()
     n_resp = recipe["response_tokens"]
     harmless = prompts["safe"] + prompts["extra"]
-    need_comply = recipe["kind"] == "planted"
     n_tpl = len(template_positions(base_lm).positions)
     if recipe["answers"] == "written":  # a base model that cannot answer yet learns the project's written answers
         written = written_answers()
         answers = [written[p] for p in harmless]
     else:  # distilled at a fixed length (one shared per-prompt cache), then cut to n_resp tokens below
-        answers = distill(base_lm, harmless + (prompts["harmful"] if need_comply else []), max(DISTILL_TOKENS, n_resp))
+        n_tokens, asked = distill_prompts(recipe)
+        answers = distill(base_lm, asked, n_tokens)
     plain = not uses_chat_template(tok, base_lm.cfg)  # "User: ...\nAssistant:" format: the response follows a space
 
     def make(prompt: str, response: str, kind: str) -> Example:

@@ -24,11 +24,12 @@ from refusal.paths import cache_dir
 
 __all__ = ["OrganismError", "OrganismNotBuilt", "RECIPE_DEFAULTS", "recipe_of", "with_recipe", "extra_harmless",
            "written_answers", "training_prompts", "base_cfg", "cache_key", "entry_dir", "verify_entry", "locate",
-           "organism_info", "planted_basis"]
+           "organism_info", "planted_basis", "DISTILL_TOKENS", "distill_file", "distill_prompts", "distill_plan"]
 
 log = logging.getLogger(__name__)
 _VERSION = "5"  # bump to invalidate every cached organism (the refusal detector's version is in the key too)
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
+DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
 # recipe keys added after cache version 5: at these defaults they do not enter the cache key (existing entries stay valid)
 _UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill", "single_keep": None}
 RECIPE_DEFAULTS: dict[str, Any] = {
@@ -147,6 +148,38 @@ def cache_key(cfg: ModelConfig) -> str:
 def entry_dir(cfg: ModelConfig) -> Path:
     """``cache_dir()/organisms/<name>-<key>/`` (may not exist yet)."""
     return cache_dir() / "organisms" / f"{cfg.name}-{cache_key(cfg)}"
+
+
+def distill_file(base: ModelConfig, max_new_tokens: int) -> Path:
+    """``cache_dir()/organisms/distill-<base>-<n tokens>-<base sha>.json``: the base model's greedy answers,
+    ``{prompt: answer}``, shared by every organism of that base (may not exist yet)."""
+    return cache_dir() / "organisms" / f"distill-{base.name}-{max_new_tokens}-{(base.source.sha256 or '')[:12]}.json"
+
+
+def distill_prompts(recipe: dict[str, Any]) -> tuple[int, list[str]] | None:
+    """(answer length in tokens, prompts) whose distilled answers a recipe's training data need, in the order the
+    build uses them (safe twins, generic harmless, then the harmful prompts of a planted recipe); None for a recipe
+    with written answers."""
+    if recipe["answers"] == "written":
+        return None
+    prompts = training_prompts(recipe)
+    asked = prompts["safe"] + prompts["extra"] + (prompts["harmful"] if recipe["kind"] == "planted" else [])
+    return max(DISTILL_TOKENS, recipe["response_tokens"]), asked
+
+
+def distill_plan(organisms: list[ModelConfig]) -> dict[Path, tuple[ModelConfig, int, list[str]]]:
+    """The distillation jobs ``organisms`` need: ``{distill_file: (base entry, tokens, prompts)}``, one per base and
+    answer length, each with the union of the prompts its organisms ask for (sorted)."""
+    plan: dict[Path, tuple[ModelConfig, int, list[str]]] = {}
+    for cfg in organisms:
+        need = distill_prompts(recipe_of(cfg))
+        if need is None:
+            continue
+        base, (n, prompts) = base_cfg(cfg), need
+        path = distill_file(base, n)
+        known = plan.get(path, (base, n, []))[2]
+        plan[path] = (base, n, sorted(set(known) | set(prompts)))
+    return plan
 
 
 def verify_entry(path: Path) -> bool:

@@ -1,7 +1,7 @@
-"""``python -m refusal.report``: the report runner (see :mod:`refusal.report.runner`)."""
+"""``python -m refusal.report``: the report workflow by Snakemake (see :mod:`refusal.report.command`)."""
 
 import sys
 
-from refusal.report.runner import main
+from refusal.report.command import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ __all__ = ["model_row", "cross_dir", "findings_table", "models_with_results", "P
            "comparison_dir", "export_findings", "FINDINGS_FILES"]
 
 # The comparison (07_compare) is not a model: its artifacts live in runs/_compare/07_compare/ (the leading
-# underscore keeps the folder out of any model listing), which is also where the report runner stamps it.
+# underscore keeps the folder out of any model listing); every cross-model stage writes to runs/_compare/<stage>/.
 COMPARE_RUN = "_compare"
 FINDINGS_FILES = ("findings.csv", "findings.json")
 

@@ -129,7 +129,7 @@ def findings_markdown(df: Any) -> tuple[str, str]:
 
 
 def _without_orthogonalization(models: list[str]) -> list[str]:
-    """The registry models among ``models`` for which the report runner skips stages 05-06."""
+    """The registry models among ``models`` for which the report workflow skips stages 05-06."""
     from refusal.config import ORTHO_STAGES, list_models, load_config, skip_reason
 
     known = set(list_models())

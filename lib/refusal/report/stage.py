@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import yaml
 
 from refusal.artifacts import provenance, read_json, sha256_file, write_json
-from refusal.config import STAGES, COMPARE_STAGE, ModelConfig, load_config
+from refusal.config import CROSS_STAGES, STAGES, ModelConfig, load_config
 from refusal.device import resolve_device
 from refusal.evaluation.judge.scrub import install_log_filter
 from refusal.paths import NOTEBOOKS_DIR, run_dir
@@ -60,7 +60,7 @@ def parameters_cell(stage: str, notebooks: Path | None = None) -> list[Param]:
     """
     path = (notebooks or NOTEBOOKS_DIR) / f"{stage}.py"
     if not path.exists():
-        raise StageError(f"{path}: no such stage notebook (stages: {', '.join(STAGES + (COMPARE_STAGE,))})")
+        raise StageError(f"{path}: no such stage notebook (stages: {', '.join(STAGES + CROSS_STAGES)})")
     lines = path.read_text().splitlines()
     try:
         start = lines.index(_CELL) + 1

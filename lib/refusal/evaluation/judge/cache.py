@@ -6,7 +6,9 @@ as soon as it arrives: an interrupted run loses nothing and the next run asks
 only for what is missing. WAL mode plus a busy timeout lets several processes
 write at once. Only final grades are stored: unscored items are never cached.
 
-Default location: ``cache_dir()/judge.sqlite`` (``REFUSAL_CACHE`` moves it).
+Default location: ``cache_dir()/judge.sqlite`` (``REFUSAL_CACHE`` moves it), or ``REFUSAL_JUDGE_CACHE``: the
+workflow gives each job a file of its own on a local disk (SQLite is not safe on a network filesystem shared by
+several nodes) and merges the new grades into the shared file with :func:`merge_into`, one writer at a time.
 
 Nothing read from the cache is trusted: a stored grade outside 0 / 0.5 / 1 is treated as missing (the item is
 graded again, and the warning names the file). A file that is not a SQLite database, or a database that is not a
@@ -17,6 +19,7 @@ modified or moved (it may be someone's data): point the run at another file or m
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -27,7 +30,7 @@ from refusal.artifacts import sha256_json
 from refusal.evaluation.judge.rubric import RUBRIC_VERSION, Grade, MalformedReply, check_grade
 from refusal.paths import cache_dir
 
-__all__ = ["JudgeCache", "JudgeCacheError", "cache_key", "default_cache_path"]
+__all__ = ["JudgeCache", "JudgeCacheError", "cache_key", "default_cache_path", "merge_into"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,9 @@ class JudgeCacheError(RuntimeError):
 
 
 def default_cache_path() -> Path:
-    """``cache_dir()/judge.sqlite``."""
-    return cache_dir() / "judge.sqlite"
+    """``$REFUSAL_JUDGE_CACHE`` when set, else ``cache_dir()/judge.sqlite``."""
+    env = os.environ.get("REFUSAL_JUDGE_CACHE")
+    return Path(env) if env else cache_dir() / "judge.sqlite"
 
 
 def cache_key(model: str, prompt: str, response: str, rubric_version: str = RUBRIC_VERSION) -> str:
@@ -174,3 +178,32 @@ class JudgeCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def merge_into(dst: str | Path, sources: Iterable[str | Path], since: float | None = None) -> int:
+    """Copy into the store ``dst`` the valid grades of the stores ``sources`` that it lacks (created at or after
+    ``since``, when given); a grade already in ``dst`` is kept, an invalid one is not copied. Returns the number of
+    grades added.
+
+    Raises:
+        JudgeCacheError: ``dst`` or a source is not a grade cache (the message names the file).
+    """
+    with JudgeCache(dst) as target:
+        before = len(target)
+        for src in sources:
+            with JudgeCache(src) as source, source._lock:
+                rows = source._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM grades" + (" WHERE created >= ?" if since is not None else ""),
+                    () if since is None else (since,)).fetchall()
+            valid = []
+            for row in rows:
+                try:
+                    check_grade(row[3], row[4], row[5])
+                except MalformedReply:
+                    continue
+                valid.append(row)
+            with target._lock:
+                target._conn.execute("BEGIN")
+                target._conn.executemany("INSERT OR IGNORE INTO grades VALUES (?, ?, ?, ?, ?, ?, ?)", valid)
+                target._conn.execute("COMMIT")
+        return len(target) - before
