@@ -375,3 +375,11 @@ def test_profiles_keep_going(name):
         assert {f"stage_{s}" for s in STAGES} | {f"cross_{c}" for c in CROSS_STAGES} <= rules
         loads_model = ("00_organism", "02_extract", "04_ablate", "05_orthogonalize", "06_benchmark")
         assert all(cfg["set-resources"][f"stage_{s}"]["slurm_partition"] == "gpu" for s in loads_model)
+
+
+def test_an_empty_model_list_is_an_error_not_an_empty_run():
+    """`make report MODELS=,` must not run nothing and exit 0."""
+    from refusal.report.workflow import WorkflowError, parse_list, plan
+
+    with pytest.raises(WorkflowError, match="no model to run"):
+        plan(parse_list(",", "workflow config 'models'"))

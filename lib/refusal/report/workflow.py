@@ -152,9 +152,12 @@ def plan(models: list[str], stages: list[str] | None = None, cross: list[str] | 
     :data:`refusal.config.STAGES`) and ``cross`` (default :data:`refusal.config.CROSS_STAGES`), on ``device``.
 
     Raises:
-        WorkflowError: an unknown model or stage, naming the known ones.
+        WorkflowError: no model, or an unknown model or stage, naming the known ones.
     """
     known = list_models()
+    if not models:
+        raise WorkflowError(f"no model to run (models is empty, e.g. MODELS=','); registry entries in params/: "
+                            f"{', '.join(known)}")
     unknown = [m for m in models if m not in known]
     if unknown:
         raise WorkflowError(f"unknown model(s) {', '.join(unknown)} (registry entries in params/: {', '.join(known)})")
