@@ -18,7 +18,7 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +97,20 @@ def validate_prompts(data: Any, source: str = "<prompts>") -> list[str]:
     if not isinstance(data, list):
         raise DataError(f"{source}: expected a JSON list of prompt strings, got {type(data).__name__}")
     _nonempty(data, source, "prompts")
-    seen: dict[str, int] = {}
+    return _unique_prompts(((f"item [{i}]", item) for i, item in enumerate(data)), source)
+
+
+def _unique_prompts(entries: Iterable[tuple[str, Any]], source: str) -> list[str]:
+    """Each ``(place, text)`` checked as a prompt, in order; a prompt equal to an earlier one (after normalization)
+    is a :class:`DataError` naming ``source`` and both places (``item [3] duplicates item [0]``)."""
+    seen: dict[str, str] = {}
     out = []
-    for i, item in enumerate(data):
-        s = _check_prompt(item, f"{source}: item [{i}]")
+    for place, item in entries:
+        s = _check_prompt(item, f"{source}: {place}")
         key = _norm(s)
         if key in seen:
-            raise DataError(f"{source}: item [{i}] duplicates item [{seen[key]}]: {s[:60]!r}")
-        seen[key] = i
+            raise DataError(f"{source}: {place} duplicates {seen[key]}: {s[:60]!r}")
+        seen[key] = place
         out.append(s)
     return out
 
@@ -276,16 +282,7 @@ def load_lines(path: str | Path) -> list[str]:
     """One prompt per line; blank lines are skipped, every other line is a prompt (a line starting with ``#``
     too: prompts have no comment syntax). Errors name the file's own line numbers."""
     path = Path(path)
-    out: list[str] = []
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        prompt = _check_prompt(line, f"{path}: line {lineno}")
-        key = _norm(prompt)
-        if key in seen:
-            raise DataError(f"{path}: line {lineno} duplicates line {seen[key]}: {prompt[:60]!r}")
-        seen[key] = lineno
-        out.append(prompt)
+    lines = enumerate(_read_text(path).splitlines(), start=1)
+    out = _unique_prompts(((f"line {n}", line) for n, line in lines if line.strip()), str(path))
     _nonempty(out, str(path), "prompts (only blank lines)")
     return out
