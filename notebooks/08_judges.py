@@ -51,11 +51,10 @@ from refusal.evaluation.redact import redact
 from refusal.paths import runs_dir
 from refusal.plots import save_figure
 from refusal.report.findings import cross_dir, models_with_results
-from refusal.report.stage import write_manifest
+from refusal.report.stage import parameters_cell, write_manifest
 
 started = time.time()
-P = {"models": models, "judge_entry": judge_entry, "response_format": response_format, "n_sample": n_sample,
-     "n_labels": n_labels, "seed": seed, "threads": threads}
+P = {p.name: globals()[p.name] for p in parameters_cell("08_judges")}  # the parameters cell above, as declared
 out = cross_dir("08_judges")
 names = models.split(",") if models else models_with_results()
 table = load_generations(runs_dir(), names)
