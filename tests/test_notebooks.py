@@ -52,11 +52,18 @@ def test_every_stage_wrote_its_manifest(chain):
 
 
 # The planted organism's write along u is fitted to be large next to the natural harmful-vs-safe
-# differences (see refusal.organisms), so the difference of means at the layer after the plant is u.
-# Measured (2026-11-29, organism of 270 generic harmless prompts, 60 steps): best candidate layer 21, position -1,
-# held-out d 1.68, |cos| with u 0.888; layer 21's six positions 0.86-0.94, layers <= 20 below 0.07, layer 22
-# 0.65-0.82 (the readers' own features). An earlier organism's best candidate passed 0.9.
+# differences (see refusal.organisms), so the difference of means switches onto u at the layer after the plant.
+# Held-out Cohen's d does not localize the plant: u adds to features that separate the two sets already, and d is
+# flat from there on. Measured (2026-12-01, this chain): |cos| with u 0.86-0.94 at layer 21's six positions,
+# <= 0.07 at every layer <= 20, decaying to 0.21-0.33 at layer 29; d_test at position -1 1.70 [1.41, 2.08] at layer
+# 21, 1.55-1.65 at layers 22-29 and 1.67 at layer 18 pos 0. The best candidate by d was layer 21 here and layer 23 on
+# the CI machine (another build of the organism): a tie within the intervals, which is why selection (stage 04)
+# scores candidates by their effect, not by separability.
 def test_separability_finds_the_planted_direction(chain):
+    import math
+
+    import pandas as pd
+
     from refusal.artifacts import read_json
     from refusal.config import load_config
     from refusal.extraction.directions import read_directions
@@ -65,9 +72,19 @@ def test_separability_finds_the_planted_direction(chain):
     run, _, _ = chain
     u = planted_basis(load_config(MODEL))[:, 0]
     best = read_json(run / "03_separability" / "best_candidate.json")
+    table = pd.read_csv(run / "03_separability" / "separability.csv")
     dirs = read_directions(run / "02_extract" / "directions.safetensors")
-    assert best["layer"] == 21  # the plant writes at layer 20's MLP output
-    assert abs(float(dirs.directions[best["layer"], best["pos_index"]] @ u)) >= 0.85
+    cos = (dirs.directions.float() @ u.float()).abs()  # (n_layers, n_positions)
+    # the plant writes at layer 20's MLP output: every position of layer 21 carries u
+    assert float(cos[21].mean()) >= 0.85 and float(cos[21].min()) >= 0.8
+    assert float(cos[:21].max()) < 0.15
+    # the reported best is the largest held-out d among the eligible candidates ...
+    n_layers = table.layer.nunique()
+    eligible = table[table.valid & (table.layer < n_layers - math.floor(best["exclude_last_frac"] * n_layers))]
+    assert best[best["by"]] == pytest.approx(float(eligible[best["by"]].max()))
+    # ... and the plant's own candidate at that position is within its interval: d cannot tell them apart
+    at_plant = table[(table.layer == 21) & (table.pos_index == best["pos_index"])].iloc[0]
+    assert at_plant.d_test_hi >= best["d_test"]
 
 
 # The u candidates (layers 21-22) have by far the lowest bypass score. Before the selection zeroed the outlier
