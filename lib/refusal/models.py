@@ -48,6 +48,7 @@ __all__ = [
     "fresh_copy",
     "resolve_gguf",
     "converted_dir",
+    "weights_source",
     "convert",
     "fetch",
     "chat_prompts",
@@ -237,6 +238,14 @@ def _weights_dir(cfg: ModelConfig) -> tuple[Path | str, str | None]:
     if src.kind == "organism":
         return locate(cfg), None
     return convert(cfg), None
+
+
+def weights_source(cfg: ModelConfig) -> tuple[str, str | None]:
+    """(what ``from_pretrained`` loads for an entry, revision): a local checkpoint folder (a GGUF entry's converted
+    checkpoint, converted on first use; an organism's cache entry; a local folder) or a hub id at its revision.
+    For tools outside this library that load the same weights themselves (bench/peers)."""
+    where, revision = _weights_dir(cfg)
+    return str(where), revision
 
 
 # --------------------------------------------------------------------------- loading

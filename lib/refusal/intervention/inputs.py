@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -23,7 +24,7 @@ from refusal.intervention.selection import drop_coordinates, selection_harmless
 from refusal.models import LoadedModel
 from refusal.report.stage import require_stage
 
-__all__ = ["AblationInputs", "ablation_inputs"]
+__all__ = ["AblationInputs", "ablation_inputs", "eval_sample", "clean_candidates"]
 
 
 @dataclass
@@ -51,6 +52,21 @@ class AblationInputs:
                 f"coordinates {self.outliers}{' (zeroed in the candidates)' if self.dropped else ''}")
 
 
+def eval_sample(harmful_pool: list[str], harmless_pool: list[str], n_eval: int, seed: int,
+                where: str | Path = "") -> tuple[list[int], list[int]]:
+    """Indices of ``n_eval`` harmful and ``n_eval`` harmless evaluation prompts, drawn with ``random.Random(seed)``
+    (harmful first): stage 04's evaluation sample, and the peer comparison's when it takes as many.
+
+    Raises:
+        ValueError: a pool holds fewer than ``n_eval`` prompts (naming ``where``'s file).
+    """
+    for name, pool in (("harmful_eval.json", harmful_pool), ("harmless_eval.json", harmless_pool)):
+        if len(pool) < n_eval:
+            raise ValueError(f"{Path(where) / name}: {len(pool)} prompts, fewer than n_eval = {n_eval}")
+    rng = random.Random(seed)
+    return rng.sample(range(len(harmful_pool)), n_eval), rng.sample(range(len(harmless_pool)), n_eval)
+
+
 def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: int, harmless_val: str,
                     exclude_outliers: bool, n_independent: int = 0) -> AblationInputs:
     """Read stages 01-02 of ``model`` and draw the samples of stage 04.
@@ -64,11 +80,7 @@ def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: 
     pairs = [tuple(p) for p in read_json(data_dir / "pairs.json")]
     splits = read_json(data_dir / "splits.json")
     harmful_pool, harmless_pool = read_json(data_dir / "harmful_eval.json"), read_json(data_dir / "harmless_eval.json")
-    for name, pool in (("harmful_eval.json", harmful_pool), ("harmless_eval.json", harmless_pool)):
-        if len(pool) < n_eval:
-            raise ValueError(f"{data_dir / name}: {len(pool)} prompts, fewer than n_eval = {n_eval}")
-    rng = random.Random(seed)
-    h_idx, s_idx = rng.sample(range(len(harmful_pool)), n_eval), rng.sample(range(len(harmless_pool)), n_eval)
+    h_idx, s_idx = eval_sample(harmful_pool, harmless_pool, n_eval, seed, data_dir)
     harmful_eval, harmless_eval = [harmful_pool[i] for i in h_idx], [harmless_pool[i] for i in s_idx]
     cat_file = data_dir / "harmful_eval_categories.json"
     categories = read_json(cat_file) if cat_file.exists() else ["unknown"] * len(harmful_pool)
@@ -84,11 +96,17 @@ def ablation_inputs(model: str, lm: LoadedModel, n_val: int, n_eval: int, seed: 
     cands = read_directions(extract_dir / "directions.safetensors")
     outliers = outlier_dims(lm)
     dropped = outliers if exclude_outliers else []
-    directions = drop_coordinates(cands.directions, dropped, renormalize=True)
+    directions, diffs, valid = clean_candidates(cands, dropped)
     return AblationInputs(
         train=[pairs[i] for i in splits["train"]], val=val,
         val_harmless=selection_harmless(harmless_val, val, harmless_pool, harmless_eval),
         harmful_eval=harmful_eval, harmless_eval=harmless_eval, sets=sets, candidates=cands, directions=directions,
-        diffs=drop_coordinates(cands.diff, dropped, renormalize=False),
-        valid=cands.valid & (directions.norm(dim=-1) > 0.5), positions=list(cands.meta["positions"]),
-        outliers=outliers, dropped=dropped)
+        diffs=diffs, valid=valid, positions=list(cands.meta["positions"]), outliers=outliers, dropped=dropped)
+
+
+def clean_candidates(cands: Directions, dropped: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidates with the coordinates ``dropped`` zeroed: unit directions ``[L, P, d]`` (re-normalized), raw
+    differences ``[L, P, d]`` and validity ``[L, P]`` (a candidate that was mostly outlier coordinates is invalid)."""
+    directions = drop_coordinates(cands.directions, dropped, renormalize=True)
+    return (directions, drop_coordinates(cands.diff, dropped, renormalize=False),
+            cands.valid & (directions.norm(dim=-1) > 0.5))

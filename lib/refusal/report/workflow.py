@@ -39,12 +39,17 @@ import yaml
 
 from refusal.config import (CROSS_STAGE_UNTIL, CROSS_STAGES, STAGES, ConfigError, ModelConfig, list_models,
                             load_config, skip_reason)
-from refusal.paths import REPO_ROOT
+from refusal.paths import REPO_ROOT, runs_dir
 from refusal.report.outputs import manifest_path, notebook_path, page_path, rel, weights_marker
 from refusal.report.rerun import parameter_defaults
 from refusal.report.resources import estimate_seconds
 
 __all__ = ["WorkflowError", "parse_list", "Plan", "plan", "cross_skip_reason", "read_config"]
+
+
+# A cross-model stage that shows a benchmark run outside the workflow (bench/peers/compare.py writes
+# runs/_peers/<model>/results.json) re-runs when such results appear or change.
+CROSS_BENCH_INPUTS = {"07_compare": "_peers/*/results.json"}
 
 
 class WorkflowError(ValueError):
@@ -116,6 +121,8 @@ class Plan:
             chain = self.stages[m]
             last = [s for s in chain if until is None or s <= until]
             out += [manifest_path(s, m) for s in last]
+        if stage in CROSS_BENCH_INPUTS:  # results of a benchmark run outside the workflow, where it has run
+            out += sorted(rel(p) for p in runs_dir().glob(CROSS_BENCH_INPUTS[stage]))
         return out
 
     def pages(self) -> list[str]:
