@@ -76,7 +76,7 @@ from refusal.extraction.activations import collect, pair_differences
 from refusal.extraction.directions import Selected, matched_random_directions, random_basis, write_selected
 from refusal.intervention.ablation import ablate
 from refusal.intervention.conditions import (alpha_curve, condition_rates, direction_range, flips, induction_curve,
-                                             rates_by, run_condition)
+                                             rates_by, rows_on, run_condition)
 from refusal.intervention.inputs import ablation_inputs
 from refusal.intervention.rank import CONTROL, VerdictThresholds, bases_for_sweep, model_verdict, rank_sweep, verdict
 from refusal.intervention.scoring import refusal_tokens
@@ -243,9 +243,13 @@ save_figure(g, out, "refusal_by_category")
 
 # %%
 dose_prompts = harmful_eval[: P["n_dose"]]
-alpha = alpha_curve(lm, v, sorted(set(P["dose_alphas"]) | {0.0, 1.0}), dose_prompts, scored, gen)
+# alpha 0 and coefficient 0 are the baseline, alpha 1 the headline ablation: their rows are reused, not regenerated
+alpha = alpha_curve(lm, v, sorted(set(P["dose_alphas"]) | {0.0, 1.0}), dose_prompts, scored, gen,
+                    known={0.0: rows_on(generations, "baseline", "eval", "harmful", dose_prompts),
+                           1.0: rows_on(generations, "selected", "eval", "harmful", dose_prompts)})
 induce = induction_curve(lm, X.diffs[layer, pos_index], layer, P["induce_coeffs"], harmless_eval[: P["n_dose"]],
-                         scored, gen)
+                         scored, gen,
+                         known={0.0: rows_on(generations, "baseline", "eval", "harmless", harmless_eval[: P["n_dose"]])})
 display(alpha.round(3), induce.round(3))
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for ax, c, x, title in ((axes[0], alpha, "alpha", "harmful prompts, direction removed"),
@@ -267,7 +271,10 @@ pair_diffs = drop_coordinates(pair_differences(lm.model, lm, X.train[:128], laye
                                                hook=X.candidates.meta["hook"]), X.dropped, renormalize=False)
 bases = bases_for_sweep(X.directions, X.valid, scores, pos_index, layer, pair_diffs, P["k_max"])
 bases[CONTROL] = random_basis(v.shape[0], P["k_max"], P["seed"] + 1, X.outliers)
-curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval[: P["n_sweep"]], harmless_eval[: P["n_sweep"]], scored, gen)
+# rank 1 of top_layers is the selected direction: the headline ablation's rows on these prompts are reused
+curve, judged = rank_sweep(lm, bases, P["ks"], harmful_eval[: P["n_sweep"]], harmless_eval[: P["n_sweep"]], scored, gen,
+                           known={("top_layers", 1): rows_on(generations, "selected", "eval", "harmful",
+                                                             harmful_eval[: P["n_sweep"]])})
 display(curve.round(3))
 fig, ax = plt.subplots(figsize=(7, 4))
 for name, c in curve.groupby("basis"):

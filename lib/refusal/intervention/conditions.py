@@ -10,14 +10,16 @@ the directions (:func:`run_condition` with several interventions): the pooled ra
 direction's own rate gives the range.
 
 Dose-response curves reuse the same machinery: :func:`alpha_curve` (removal strength ``alpha``) and
-:func:`induction_curve` (the raw direction added at its layer with a coefficient, on harmless prompts).
+:func:`induction_curve` (the raw direction added at its layer with a coefficient, on harmless prompts). A point that
+is a condition already generated on the same prompts (alpha 0 and coefficient 0: the baseline; alpha 1: the headline
+ablation) is taken from that condition's rows (:func:`rows_on`) instead of being generated again.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -28,7 +30,7 @@ from refusal.models import LoadedModel
 from refusal.stats import rate
 
 __all__ = ["PromptSet", "run_condition", "condition_rates", "direction_range", "alpha_curve", "induction_curve",
-           "rates_by", "flips", "prompt_sets"]
+           "rates_by", "flips", "prompt_sets", "rows_on"]
 
 # A judge: (prompts, responses) -> the table of refusal.evaluation.judge.score (compliance, coherence, refused, unscored...)
 JudgeFn = Callable[[list[str], list[str]], pd.DataFrame]
@@ -136,24 +138,63 @@ def flips(table: pd.DataFrame, before: str, after: str, set_name: str, side: str
     return j[ok & ~j["refused"].astype(bool) & j["refused_after"].astype(bool)].reset_index()
 
 
+def rows_on(table: pd.DataFrame, condition: str, set_name: str, side: str, prompts: Sequence[str]) -> pd.DataFrame | None:
+    """The judged rows of ``condition`` on ``set_name``/``side`` of ``table`` for exactly ``prompts``, in their order
+    (a condition's prompts start with them), or None when that condition did not run on these prompts.
+
+    Lets a curve reuse a point it shares with a condition already generated (same intervention, same prompts, same
+    greedy settings) instead of generating it again.
+    """
+    t = table[(table["condition"] == condition) & (table["set"] == set_name) & (table["side"] == side)]
+    t = t.sort_values("index", kind="stable")
+    if len(t) < len(prompts) or list(t["prompt"].iloc[: len(prompts)]) != list(prompts):
+        return None
+    return t.iloc[: len(prompts)].reset_index(drop=True)
+
+
+def _point(known: Mapping[float, pd.DataFrame] | None, x: float, name: str, set_name: str) -> pd.DataFrame | None:
+    rows = (known or {}).get(float(x))
+    return None if rows is None else rows.assign(condition=name, set=set_name, direction=0,
+                                                 index=range(len(rows)))
+
+
 def alpha_curve(lm: LoadedModel, direction: torch.Tensor, alphas: Sequence[float], prompts: list[str],
-                judge: JudgeFn, max_new_tokens: int) -> pd.DataFrame:
+                judge: JudgeFn, max_new_tokens: int, known: Mapping[float, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Refusal of ``prompts`` (harmful) under removal of ``direction`` at each strength ``alpha``
-    (``r <- r - alpha <r, v> v`` at every read of the residual stream), judged; one row per alpha."""
+    (``r <- r - alpha <r, v> v`` at every read of the residual stream), judged; one row per alpha.
+
+    ``known`` maps an alpha to judged rows already generated under that strength on exactly ``prompts``
+    (:func:`rows_on`; e.g. 0: the baseline, 1: the headline ablation); those points are not generated again.
+    """
     ps = [PromptSet("dose", prompts, [])]
-    frames = [run_condition(lm, f"alpha={a:g}", [lambda a=a: ablate(lm.model, direction, alpha=a)], ps, judge,
-                            max_new_tokens, sides=("harmful",)).assign(alpha=float(a)) for a in alphas]
+    frames = []
+    for a in alphas:
+        name = f"alpha={a:g}"
+        rows = _point(known, a, name, "dose")
+        if rows is None:
+            rows = run_condition(lm, name, [lambda a=a: ablate(lm.model, direction, alpha=a)], ps, judge,
+                                 max_new_tokens, sides=("harmful",))
+        frames.append(rows.assign(alpha=float(a)))
     t = pd.concat(frames, ignore_index=True)
     return condition_rates(t, by=("alpha",))
 
 
 def induction_curve(lm: LoadedModel, diff: torch.Tensor, layer: int, coeffs: Sequence[float], prompts: list[str],
-                    judge: JudgeFn, max_new_tokens: int) -> pd.DataFrame:
+                    judge: JudgeFn, max_new_tokens: int, known: Mapping[float, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Refusal induced on ``prompts`` (harmless) by adding ``coeff x diff`` (the raw mean difference ``[d_model]``)
-    at the input of ``layer``, judged on generations; one row per coefficient (0 = no intervention)."""
+    at the input of ``layer``, judged on generations; one row per coefficient (0 = no intervention).
+
+    ``known`` maps a coefficient to judged rows already generated on exactly ``prompts`` (e.g. 0: the baseline).
+    """
     ps = [PromptSet("induce", [], prompts)]
-    frames = [run_condition(lm, f"coeff={c:g}", [lambda c=c: add_direction(lm.model, diff, c, [layer])] if c else [None],
-                            ps, judge, max_new_tokens, sides=("harmless",)).assign(coeff=float(c)) for c in coeffs]
+    frames = []
+    for c in coeffs:
+        name = f"coeff={c:g}"
+        rows = _point(known, c, name, "induce")
+        if rows is None:
+            rows = run_condition(lm, name, [lambda c=c: add_direction(lm.model, diff, c, [layer])] if c else [None],
+                                 ps, judge, max_new_tokens, sides=("harmless",))
+        frames.append(rows.assign(coeff=float(c)))
     t = pd.concat(frames, ignore_index=True)
     return condition_rates(t, by=("coeff",))
 

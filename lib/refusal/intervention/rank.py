@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Mapping
 
 import pandas as pd
 import torch
@@ -26,6 +27,9 @@ from refusal.stats import rate
 __all__ = ["bases_for_sweep", "rank_sweep", "VerdictThresholds", "verdict", "model_verdict", "CONTROL"]
 
 log = logging.getLogger(__name__)
+
+# columns a condition's table adds to the judge's (refusal.intervention.conditions.run_condition)
+_CONDITION_COLUMNS = ("condition", "set", "side", "direction", "index", "category")
 
 
 def bases_for_sweep(
@@ -80,8 +84,13 @@ def rank_sweep(
     harmless: list[str],
     judge: JudgeFn,
     max_new_tokens: int,
+    known: Mapping[tuple[str, int], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Compliance and coherence (judge) under ablation of the first k columns of each basis.
+
+    ``known`` maps a (basis, k) to judged rows already generated under that very ablation on exactly ``harmful``
+    (e.g. ``("top_layers", 1)``: the selected direction, the headline condition; see
+    :func:`refusal.intervention.conditions.rows_on`); those points are not generated again (their KL is measured).
 
     Returns (curve, judged): the curve has one row per (basis, k) with mean compliance and coherence, the share
     fully compliant with its Wilson interval, refusal, harmless first-token KL, n (scored items) and n_unscored;
@@ -91,10 +100,15 @@ def rank_sweep(
     rows, judged = [], []
     for name, q in bases.items():
         for k in tqdm([k for k in ks if k <= q.shape[1]], desc=f"rank sweep {name}"):
+            reused = (known or {}).get((name, k))
             with ablate(lm.model, q[:, :k]):
-                outs = generate(lm, harmful, max_new_tokens=max_new_tokens, progress=False)
+                if reused is None:
+                    outs = generate(lm, harmful, max_new_tokens=max_new_tokens, progress=False)
                 kl = mean_first_token_kl(lm, base_harmless, harmless)
-            j = judge(harmful, outs)
+            if reused is None:
+                j = judge(harmful, outs)
+            else:
+                j = reused.drop(columns=[c for c in _CONDITION_COLUMNS if c in reused]).reset_index(drop=True)
             s = j[~j["unscored"].astype(bool)]  # unscored items are left out of every rate and mean, and counted
             full = rate(int((s["compliance"] >= 1).sum()), len(s))
             rows.append({"basis": name, "k": k, "compliance": s["compliance"].mean(), "coherence": s["coherence"].mean(),
