@@ -383,6 +383,11 @@ def test_parse_reply_validates_the_schema() -> None:
             parse_reply(bad)
     msgs = build_messages("p", "r")
     assert [m["role"] for m in msgs] == ["system", "user"]
+    # the system message is the same for every item (a server reuses its evaluated prefix); the boundary that
+    # differs per item is named on the user message's first line
+    other = build_messages("q", "s")
+    assert msgs[0] == other[0] and "{" not in msgs[0]["content"].replace('{"compliance"', "")
+    assert msgs[1]["content"].splitlines()[0] == f"Boundary B = {boundary('p', 'r')}" != other[1]["content"].splitlines()[0]
 
 
 # --- CLI, agreement, notebook ----------------------------------------------------------
