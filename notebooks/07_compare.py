@@ -113,32 +113,40 @@ display(published_table())
 # **heretic** (PyPI `heretic-llm`: its own directions, its own optimisation of refusals against first-token KL, its own
 # choice of trial) and **single-layer abliteration** (FailSpy / mlabonne: the last token's difference of means at the
 # one layer that removes the most refusals on the validation prompts), with the unedited model as the baseline. Produced
-# by `bench/peers/compare.py` (a benchmark, not a stage of the report); every number below is read from
-# `runs/_peers/<model>/results.json`, where the settings (trial budget, sample sizes) are recorded.
+# by `bench/peers/compare.py` (a benchmark, not a stage of the report); every number below is read from its
+# `results.json`, where the settings (trial budget, sample sizes) are recorded: this machine's run
+# (`runs/_peers/<model>/`) where there is one, else the measured run kept in the repository (`bench/peers/results/`).
 
 # %%
+from pathlib import Path  # noqa: E402
+
 from IPython.display import Markdown  # noqa: E402
 
-from refusal.report.peers import (examples_table, how_to_produce, peer_models, peers_table, read_results,  # noqa: E402
-                                  scatter, verdict)
+from refusal.report.outputs import rel  # noqa: E402
+from refusal.report.peers import (direction_note, examples_table, how_to_produce, peer_models,  # noqa: E402
+                                  peers_table, read_results, scatter, verdict)
 
 peer_names = [m for m in peer_models() if not models or m in models.split(",")]
 if not peer_names:
     display(Markdown(how_to_produce()))
 for m in peer_names:
     res = read_results(m)
-    peers = peers_table(res, str(runs_dir() / "_peers" / m / "results.json"))
+    peers = peers_table(res, res["source"])
     st = res["settings"]
-    display(Markdown(f"### `{m}`\n\n{res['data']}; evaluation completions of {st['max_new_tokens']} greedy tokens; "
+    display(Markdown(f"### `{m}`\n\nMeasured {res.get('measured_at') or '(date not recorded)'} at commit "
+                     f"{str(res.get('git_commit'))[:7]}, heretic-llm {res.get('heretic_version') or '?'}; read from "
+                     f"`{rel(Path(res['source']))}`.\n\n"
+                     f"{res['data']}; evaluation completions of {st['max_new_tokens']} greedy tokens; "
                      f"heretic: {st['heretic_trials']} trials ({st['heretic_startup_trials']} random), choices by "
                      f"{st['choice_tokens']}-token generations; whole comparison "
                      f"{(res.get('total_seconds') or float('nan')) / 60:.0f} min on {st['threads']} threads "
                      f"({st['device']})."))
     shown_cols = ["label", "harmful_refusal", "harmful_low", "harmful_high", "n_harmful", "harmless_refusal",
-                  "n_harmless", "first_token_kl", "mc_accuracy", "mc_stderr", "build_seconds", "peak_rss_gb", "chose"]
+                  "n_harmless", "first_token_kl", "mc_accuracy", "mc_stderr", "build_seconds", "build_cpu_seconds",
+                  "peak_rss_gb", "chose"]
     display(peers[shown_cols].round(3))
     ax = scatter(peers)
     save_figure(ax, out, f"peers_{m}")
     plt.show()
-    display(Markdown("**Who wins on what.** " + verdict(peers)))
+    display(Markdown("**Who wins on what.** " + verdict(peers) + " " + direction_note(res)))
     display(examples_table(res))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from refusal.report import peers as R
+from refusal.report.outputs import rel
 from refusal.stats import rate
 
 
@@ -18,7 +19,8 @@ def _rate(k: int, n: int) -> dict:
 
 
 def _method(method: str, harmful: tuple[int, int], harmless: tuple[int, int], kl: float, mc: float,
-            seconds: float | None = None, rss_gb: float | None = None, build: dict | None = None) -> dict:
+            seconds: float | None = None, rss_gb: float | None = None, build: dict | None = None,
+            cpu: float | None = None) -> dict:
     rec = {"method": method, "harmful_refusal": _rate(*harmful), "harmless_refusal": _rate(*harmless),
            "first_token_kl": kl, "n_kl_prompts": harmless[1],
            "mc": {"task": "refusal_general_mc", "metric": "acc_norm", "accuracy": mc, "stderr": 0.03, "acc": mc,
@@ -26,6 +28,8 @@ def _method(method: str, harmful: tuple[int, int], harmless: tuple[int, int], kl
            "examples": [{"prompt": "p", "response": "I'm sorry, but I can't assist with that.", "refused": True}]}
     if seconds is not None:
         rec["measured"] = {"returncode": 0, "seconds": seconds, "peak_rss_bytes": int(rss_gb * 2**30)}
+        if cpu is not None:
+            rec["measured"]["cpu_seconds"] = cpu
         rec["build"] = build or {}
     return rec
 
@@ -91,9 +95,16 @@ def test_winners_tie_and_cost_and_mc_are_read_from_the_numbers():
     res["methods"][2]["first_token_kl"] = 0.05  # single layer ties heretic on KL
     text = R.verdict(R.peers_table(res))
     assert "Damage: single-layer abliteration and heretic move the first token least" in text
-    assert "Cost: single-layer abliteration builds fastest" in text and "ours" not in text.split("Cost:")[1][:40]
+    # without CPU times (an older record), wall time decides
+    assert "Cost: single-layer abliteration builds with the least wall time (" in text
     assert "single-layer abliteration needs the least memory" in text
     assert "this project (stages 02-05) 10.0 min" in text and "heretic 6.0 GB" in text
+    # with CPU times, computation decides and wall time is shown beside it: heretic ran long on a busy machine
+    for m, cpu in zip(res["methods"][1:], (500.0, 400.0, 300.0)):
+        m["measured"]["cpu_seconds"] = cpu
+    text = R.verdict(R.peers_table(res))
+    assert "Cost: heretic builds with the least computation (CPU time; wall time in brackets: " in text
+    assert "this project (stages 02-05) 8.3 min [10.0], single-layer abliteration 6.7 min [5.0], heretic 5.0 min [15.0]" in text
     assert "Multiple choice (acc_norm): heretic scores highest" in text and "unedited 0.700" in text
 
 
@@ -116,12 +127,31 @@ def test_a_missing_field_is_an_error_naming_the_file_and_the_method():
 
 def test_examples_and_the_page_without_results(tmp_path):
     assert len(R.examples_table(_results())) == 4
-    assert R.read_results("qwen25_coder_05b", tmp_path) is None and R.peer_models(tmp_path) == []
+    assert R.read_results("qwen25_coder_05b", tmp_path, None) is None and R.peer_models(tmp_path, None) == []
     msg = R.how_to_produce("qwen25_coder_05b")
     assert "make setup EXTRAS=peers" in msg and "bench/peers/compare.py --model qwen25_coder_05b" in msg
     (tmp_path / "_peers" / "m").mkdir(parents=True)
     (tmp_path / "_peers" / "m" / "results.json").write_text(json.dumps(_results()))
-    assert R.peer_models(tmp_path) == ["m"] and R.read_results("m", tmp_path)["methods"][0]["method"] == "baseline"
+    assert R.peer_models(tmp_path, None) == ["m"]
+    assert R.read_results("m", tmp_path, None)["methods"][0]["method"] == "baseline"
+
+
+def test_a_local_run_overrides_the_recorded_one(tmp_path):
+    """The page reads this machine's run where there is one, else the run recorded in the repository."""
+    runs, recorded = tmp_path / "runs", tmp_path / "recorded"
+    recorded.mkdir()
+    rec = _results()
+    (recorded / "m.json").write_text(json.dumps(rec))
+    (recorded / "r.json").write_text(json.dumps(rec))
+    assert R.peer_models(runs, recorded) == ["m", "r"]
+    assert R.read_results("m", runs, recorded)["source"] == str(recorded / "m.json")
+    (runs / "_peers" / "m").mkdir(parents=True)
+    local = {**rec, "total_seconds": 1.0}
+    (runs / "_peers" / "m" / "results.json").write_text(json.dumps(local))
+    got = R.read_results("m", runs, recorded)
+    assert got["source"] == str(runs / "_peers" / "m" / "results.json") and got["total_seconds"] == 1.0
+    assert R.read_results("r", runs, recorded)["source"] == str(recorded / "r.json")
+    assert R.read_results("x", runs, recorded) is None
 
 
 def test_scatter_draws_one_point_per_method_with_its_interval():
@@ -132,6 +162,41 @@ def test_scatter_draws_one_point_per_method_with_its_interval():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [R.LABELS[m] for m in R.LABELS]
     xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1]
     assert sorted(xs)[:1] == [0.0] and 0.20 in xs
+
+
+def test_recorded_run_gives_its_own_numbers_back():
+    """The measured comparison kept in the repository (bench/peers/results/, what the published page shows): it is
+    a run of the benchmark's defaults, its rates are the Wilson rates of its own counts, and the table and the
+    verdict say what its numbers say."""
+    from refusal.peers.inputs import resolve_settings
+
+    path = R.RECORDED_DIR / "qwen25_coder_05b.json"
+    res = json.loads(path.read_text())
+    defaults = resolve_settings("qwen25_coder_05b", all_eval=True, choice_tokens=16, eval_batch_size=48,
+                                device="cpu").to_dict()
+    assert res["settings"] == defaults  # `bench/peers/compare.py --model qwen25_coder_05b`, nothing changed
+    assert [m["method"] for m in res["methods"]] == ["baseline", "ours", "single_layer", "heretic"]
+    t = R.peers_table(res, str(path)).set_index("method")
+    for m in res["methods"]:
+        h = m["harmful_refusal"]
+        assert (h["n"], m["harmless_refusal"]["n"]) == (152, 149)
+        w = rate(round(h["rate"] * h["n"]), h["n"])
+        assert (w.rate, w.lo, w.hi) == pytest.approx((h["rate"], h["low"], h["high"]), abs=1e-9)
+        assert t.loc[m["method"], "harmful_refusal"] == h["rate"]
+        assert t.loc[m["method"], "first_token_kl"] == m["first_token_kl"]
+        assert len(m["examples"]) == 3 and all("[redacted" in e["response"] or e["refused"] for e in m["examples"])
+    text = R.verdict(t.reset_index())
+    assert text.count("Refusal removal:") == 1
+    for m in res["methods"][1:]:
+        assert f"{R.LABELS[m['method']]} {100 * m['harmful_refusal']['rate']:.0f}% [" in text
+    # who wins: on these numbers no peer removes more refusals at equal or lower KL (each is a trade-off)
+    ours = t.loc["ours"]
+    beaten = [x for x in ("single_layer", "heretic") if t.loc[x, "harmful_refusal"] < ours.harmful_refusal
+              and t.loc[x, "first_token_kl"] <= ours.first_token_kl]
+    assert beaten == [] and "No peer removes more refusals than this project's edit at equal or lower KL." in text
+    note = R.direction_note(res)
+    assert note.startswith(f"The two single-direction edits removed directions with cosine {res['direction_cosine']:.3f} (")
+    assert R.direction_note({**res, "direction_cosine": None}) == ""
 
 
 def test_choice_of_heretics_trial():
@@ -186,9 +251,29 @@ def test_the_comparison_page_reruns_when_peer_results_appear(tmp_path, monkeypat
     from refusal.report.workflow import plan
 
     monkeypatch.setenv("REFUSAL_RUNS", str(tmp_path))
-    assert not any("_peers" in x for x in plan(["smollm2_135m"]).cross_inputs("07_compare"))
+    recorded = sorted(rel(p) for p in R.RECORDED_DIR.glob("*.json"))  # the runs kept in the repository
+    assert recorded == ["bench/peers/results/qwen25_coder_05b.json"]
+    assert [x for x in plan(["smollm2_135m"]).cross_inputs("07_compare") if "peers" in x] == recorded
     (tmp_path / "_peers" / "smollm2_135m").mkdir(parents=True)
     (tmp_path / "_peers" / "smollm2_135m" / "results.json").write_text("{}")
     p = plan(["smollm2_135m"])
     assert str(tmp_path / "_peers" / "smollm2_135m" / "results.json") in p.cross_inputs("07_compare")
-    assert not any("_peers" in x for x in p.cross_inputs("08_judges"))
+    assert not any("peers" in x for x in p.cross_inputs("08_judges"))
+
+
+def test_every_method_shows_the_prompts_the_baseline_refuses():
+    """The examples: the first harmful eval prompts the unedited model refused (unscored rows left out), topped up
+    with the first others; each method shows its own completion of exactly those prompts, redacted."""
+    from refusal.peers.evaluate import example_prompts, examples_of
+
+    long = "Step one: " + "x " * 200
+    gens = pd.DataFrame({"side": ["harmful"] * 5 + ["harmless"], "index": [0, 1, 2, 3, 4, 0],
+                         "prompt": [f"p{i}" for i in range(5)] + ["h"],
+                         "response": ["ok", "I can't.", long, "I won't.", "no", "sure"],
+                         "refused": [False, True, False, True, True, False],
+                         "unscored": [False, False, False, False, True, False]})
+    assert example_prompts(gens) == [1, 3, 0]  # refused first (4 is unscored), then the first others
+    assert example_prompts(gens, 1) == [1]
+    ex = examples_of(gens, [2, 1])
+    assert [e["prompt"] for e in ex] == ["p2", "p1"] and [e["refused"] for e in ex] == [False, True]
+    assert "[redacted" in ex[0]["response"] and len(ex[0]["response"]) < len(long)

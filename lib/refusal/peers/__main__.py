@@ -2,7 +2,8 @@
 
 The comparison (``bench/peers/compare.py``) runs each build as such a process, to measure its wall time and peak
 memory alone. The process reads the comparison's ``settings.json`` in the folder, builds, and writes
-``<method>/model/`` (an HF checkpoint) and ``<method>/build.json`` (what the method chose).
+``<method>/model/`` (an HF checkpoint), ``<method>/build.json`` (what the method chose) and, for the two
+single-direction edits, ``<method>/direction.safetensors`` (the removed unit vector).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from refusal.artifacts import write_json
+from refusal.artifacts import write_json, write_tensors
 from refusal.config import load_config
 from refusal.peers import EDITS
 from refusal.peers.inputs import PeerSettings, peer_inputs
@@ -54,6 +55,8 @@ def build(method: str, folder: Path) -> dict[str, Any]:
         lm = load_model(cfg, s.device)
         built = build_ours(lm, inputs) if method == "ours" else build_single_layer(lm, inputs, s.choice_tokens)
         save_orthogonalized(built.model, lm.tokenizer, out / "model", built.result, built.info)
+        write_tensors(out / "direction.safetensors", {"direction": built.direction.float().contiguous()},
+                      {"layer": built.record["layer"], "position": built.record["position"]})
         record = {**built.record, "orthogonalization": built.result.to_dict()}
     record = {"method": method, "model": cfg.name, **record}
     write_json(out / "build.json", record)

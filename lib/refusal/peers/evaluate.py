@@ -17,6 +17,9 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM
 
-from refusal.artifacts import provenance, read_json, write_csv, write_json
+from refusal.artifacts import provenance, read_json, read_tensors, write_csv, write_json
 from refusal.evaluation import capability
 from refusal.evaluation.redact import redact
 from refusal.intervention.conditions import condition_rates, run_condition
@@ -34,7 +37,8 @@ from refusal.peers import EDITS, METHODS
 from refusal.peers.inputs import PeerInputs, PeerSettings
 from refusal.peers.methods import offline_judge
 
-__all__ = ["N_EXAMPLES", "load_edited", "evaluate_model", "evaluate_all", "write_results", "RESULTS_FILE"]
+__all__ = ["N_EXAMPLES", "load_edited", "evaluate_model", "examples_of", "example_prompts", "evaluate_all", "write_results",
+           "direction_cosine", "RESULTS_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +64,17 @@ def _rate(rates: pd.DataFrame, side: str) -> dict[str, Any]:
 
 
 def evaluate_model(lm: LoadedModel, method: str, model: Any, inputs: PeerInputs, s: PeerSettings,
-                   base_logprobs: torch.Tensor) -> tuple[dict[str, Any], pd.DataFrame]:
+                   base_logprobs: torch.Tensor, shown: list[int] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """One model's figures (see the module docstring) and its judged completions.
 
     Args:
         model: the model to evaluate (``lm.model`` for the baseline); ``base_logprobs``: ``[n_harmless, vocab]``
             first-token log-probabilities of the base model on ``inputs.harmless_eval``.
+        shown: indices of the harmful eval prompts whose (redacted) completions are the examples; default the first
+            :data:`N_EXAMPLES`.
     """
-    gens = run_condition(lm, method, [None], [inputs.eval_set()], offline_judge, s.max_new_tokens, model=model,
+    batched = dataclasses.replace(lm, cfg=dataclasses.replace(lm.cfg, gen_batch_size=s.eval_batch_size))
+    gens = run_condition(batched, method, [None], [inputs.eval_set()], offline_judge, s.max_new_tokens, model=model,
                          desc=f"{method} eval")
     rates = condition_rates(gens)
     if model is lm.model:
@@ -79,9 +86,7 @@ def evaluate_model(lm: LoadedModel, method: str, model: Any, inputs: PeerInputs,
                                  batch_size=lm.cfg.batch_size, seed=s.seed)
     mc = capability.parse_results(out, [capability.LOCAL_TASK])[capability.LOCAL_TASK]
     metric = "acc_norm" if "acc_norm" in mc else "acc"  # stage 06's rule (capability.benchmark_summary)
-    harmful = gens[gens.side == "harmful"].sort_values("index")
-    examples = [{"prompt": r.prompt, "response": redact(r.response), "refused": bool(r.refused)}
-                for r in harmful.head(N_EXAMPLES).itertuples()]
+    examples = examples_of(gens, shown or list(range(N_EXAMPLES)))
     record = {"method": method, "harmful_refusal": _rate(rates, "harmful"),
               "harmless_refusal": _rate(rates, "harmless"),
               "first_token_kl": kl, "n_kl_prompts": len(inputs.harmless_eval),
@@ -91,15 +96,36 @@ def evaluate_model(lm: LoadedModel, method: str, model: Any, inputs: PeerInputs,
     return record, gens
 
 
+def examples_of(gens: pd.DataFrame, shown: list[int]) -> list[dict[str, Any]]:
+    """The redacted completions of the harmful eval prompts ``shown`` (indices) in ``gens``, with the verdict."""
+    harmful = gens[gens.side == "harmful"].set_index("index")
+    return [{"prompt": harmful.loc[i, "prompt"], "response": redact(harmful.loc[i, "response"]),
+             "refused": bool(harmful.loc[i, "refused"])} for i in shown]
+
+
+def example_prompts(gens: pd.DataFrame, n: int = N_EXAMPLES) -> list[int]:
+    """Indices of the first ``n`` harmful eval prompts the model refused in ``gens`` (a baseline's judged
+    completions; scored rows only), topped up with the first others when it refused fewer."""
+    h = gens[(gens.side == "harmful") & ~gens.unscored.astype(bool)].sort_values("index")
+    refused = [int(i) for i in h[h.refused.astype(bool)]["index"]]
+    rest = [int(i) for i in h["index"] if int(i) not in refused]
+    return (refused + rest)[:n]
+
+
 def evaluate_all(lm: LoadedModel, folder: Path, inputs: PeerInputs, s: PeerSettings,
                  methods: list[str]) -> dict[str, dict[str, Any]]:
     """Evaluate each method in ``methods`` (the baseline is ``lm.model``; the others their saved checkpoints),
-    writing ``<method>/evaluation.json`` and ``<method>/generations.csv``; returns the records."""
+    writing ``<method>/evaluation.json`` and ``<method>/generations.csv``; returns the records. With the baseline
+    first, every method's examples are the completions of the first prompts the baseline refuses."""
     base_lp = last_logprobs(lm, inputs.harmless_eval)
-    records = {}
+    records: dict[str, dict[str, Any]] = {}
+    shown = None
     for method in methods:
         model = lm.model if method == "baseline" else load_edited(folder / method / "model", lm)
-        records[method], gens = evaluate_model(lm, method, model, inputs, s, base_lp)
+        records[method], gens = evaluate_model(lm, method, model, inputs, s, base_lp, shown)
+        if method == "baseline":  # the examples every method shows: prompts the unedited model refuses
+            shown = example_prompts(gens)
+            records[method]["examples"] = examples_of(gens, shown)
         write_json(folder / method / "evaluation.json", records[method])
         write_csv(folder / method / "generations.csv", gens)
         del model
@@ -125,4 +151,23 @@ def write_results(folder: Path, s: PeerSettings, inputs: PeerInputs, seconds: fl
             rec["measured"] = read_json(d / "measured.json")
         methods.append(rec)
     return write_json(Path(folder) / RESULTS_FILE, provenance(
-        settings=s.to_dict(), data=inputs.describe(), methods=methods, total_seconds=seconds))
+        settings=s.to_dict(), data=inputs.describe(), methods=methods, total_seconds=seconds,
+        direction_cosine=direction_cosine(folder, "ours", "single_layer"),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), heretic_version=_version("heretic-llm"),
+        cpu_count=os.cpu_count()))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def direction_cosine(folder: Path, a: str, b: str) -> float | None:
+    """Cosine between the unit directions two single-direction builds removed, or None if one is missing."""
+    paths = [Path(folder) / m / "direction.safetensors" for m in (a, b)]
+    if not all(p.exists() for p in paths):
+        return None
+    u, v = (read_tensors(p)[0]["direction"].double() for p in paths)
+    return float(u @ v / (u.norm() * v.norm()))

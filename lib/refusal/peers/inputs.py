@@ -43,6 +43,7 @@ class PeerSettings:
     n_val: int  # validation pairs every method chooses with (selection; layer scan; heretic's objective)
     n_eval: int | None  # held-out eval prompts per side (None: all of each set)
     max_new_tokens: int  # greedy tokens of every evaluation generation (stage 04's)
+    eval_batch_size: int  # prompts per evaluation generation batch (speed only; default: the entry's gen_batch_size)
     choice_tokens: int  # greedy tokens of the generations a method chooses by (layer scan, heretic's refusal count)
     heretic_trials: int  # heretic's optimisation trials
     heretic_startup_trials: int  # of which random exploration (heretic's default ratio: 60 of 200)
@@ -73,7 +74,7 @@ class PeerSettings:
 
 def resolve_settings(model: str, *, n_train: int | None = None, n_val: int | None = None,
                      n_eval: int | None = None, all_eval: bool = False, max_new_tokens: int | None = None,
-                     choice_tokens: int | None = None, heretic_trials: int = 30,
+                     choice_tokens: int | None = None, eval_batch_size: int | None = None, heretic_trials: int = 30,
                      heretic_startup_trials: int | None = None, seed: int = 0, threads: int = 2,
                      mc_limit: int | None = None, device: str | None = None) -> PeerSettings:
     """The settings of a comparison: what is passed, else the stages' defaults for ``model``.
@@ -93,7 +94,8 @@ def resolve_settings(model: str, *, n_train: int | None = None, n_val: int | Non
         model=cfg.name, n_train=n_train if n_train is not None else p02["max_train_pairs"],
         n_val=int(n_val if n_val is not None else p04["n_val"]),
         n_eval=None if all_eval else int(n_eval if n_eval is not None else p04["n_eval"]),
-        max_new_tokens=gen, choice_tokens=int(choice_tokens if choice_tokens is not None else gen),
+        max_new_tokens=gen, eval_batch_size=int(eval_batch_size or cfg.gen_batch_size),
+        choice_tokens=int(choice_tokens if choice_tokens is not None else gen),
         heretic_trials=trials, heretic_startup_trials=max(1, min(startup, trials)), seed=int(seed),
         threads=int(threads), mc_limit=mc_limit, device=str(resolve_device(device)))
 

@@ -19,10 +19,12 @@ __all__ = ["Measured", "run_measured", "thread_env"]
 
 @dataclass(frozen=True)
 class Measured:
-    """How a build process ended: its exit code, wall seconds and peak resident memory in bytes."""
+    """How a build process ended: its exit code, wall seconds, CPU seconds (user + system: what it computed, less
+    sensitive than wall time to other work on the machine) and peak resident memory in bytes."""
 
     returncode: int
     seconds: float
+    cpu_seconds: float
     peak_rss_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,4 +55,5 @@ def run_measured(cmd: list[str], log: Path, env: dict[str, str] | None = None,
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
-    return Measured(returncode=proc.returncode, seconds=seconds, peak_rss_bytes=int(usage.ru_maxrss) * 1024)
+    return Measured(returncode=proc.returncode, seconds=seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
+                    peak_rss_bytes=int(usage.ru_maxrss) * 1024)

@@ -41,10 +41,12 @@ log = logging.getLogger(__name__)
 
 
 class Built:
-    """An edited model (an un-bridged HF model, not yet saved), its orthogonalization result and a JSON record."""
+    """An edited model (an un-bridged HF model, not yet saved), its orthogonalization result, a JSON record, the
+    model card's fields and the removed unit direction ``[d_model]``."""
 
-    def __init__(self, model: Any, result: OrthoResult, record: dict[str, Any], info: dict[str, Any]) -> None:
-        self.model, self.result, self.record, self.info = model, result, record, info
+    def __init__(self, model: Any, result: OrthoResult, record: dict[str, Any], info: dict[str, Any],
+                 direction: torch.Tensor) -> None:
+        self.model, self.result, self.record, self.info, self.direction = model, result, record, info, direction
 
 
 def offline_judge(prompts: list[str], responses: list[str]) -> pd.DataFrame:
@@ -85,7 +87,7 @@ def build_ours(lm: LoadedModel, inputs: PeerInputs) -> Built:
     info = {"model_id": cfg.model_id, "layer": layer, "position": positions[pos_index], "basis": "selected", "k": 1,
             "source": "this project: difference of means at every layer and template position, selected on "
                       "validation pairs by bypass / induce / KL (Arditi et al.)"}
-    return Built(edited, res, record, info)
+    return Built(edited, res, record, info, directions[layer, pos_index])
 
 
 def scan_layers(lm: LoadedModel, directions: torch.Tensor, valid: torch.Tensor, prompts: list[str],
@@ -136,4 +138,4 @@ def build_single_layer(lm: LoadedModel, inputs: PeerInputs, max_new_tokens: int)
     info = {"model_id": lm.cfg.model_id, "layer": layer, "position": -1, "basis": "single-layer", "k": 1,
             "source": "single-layer abliteration (FailSpy / mlabonne): last-token difference of means, the layer "
                       "whose removal leaves the fewest refusals on the validation prompts"}
-    return Built(edited, res, record, info)
+    return Built(edited, res, record, info, directions[layer])

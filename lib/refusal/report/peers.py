@@ -1,8 +1,10 @@
 """The peer comparison on the comparison page: table, refusal-vs-KL scatter and a verdict written from the numbers.
 
 Reads ``runs/_peers/<model>/results.json`` (written by ``bench/peers/compare.py``, see
-:mod:`refusal.peers.evaluate`); nothing here loads a model or imports a peer tool. Where no results exist the page
-says how to produce them (:func:`how_to_produce`).
+:mod:`refusal.peers.evaluate`) where the benchmark has run on this machine, else the measured run recorded in the
+repository, ``bench/peers/results/<model>.json`` (the published site's build does not run the benchmark; see
+:func:`results_paths`). Nothing here loads a model or imports a peer tool. Where no results exist the page says how
+to produce them (:func:`how_to_produce`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from refusal.artifacts import read_json
-from refusal.paths import runs_dir
+from refusal.paths import REPO_ROOT, runs_dir
 
-__all__ = ["LABELS", "RESULTS_FILE", "peer_models", "read_results", "peers_table", "examples_table", "overlap",
-           "verdict", "scatter", "how_to_produce"]
+__all__ = ["LABELS", "RESULTS_FILE", "RECORDED_DIR", "results_paths", "peer_models", "read_results", "peers_table", "examples_table", "overlap",
+           "verdict", "direction_note", "scatter", "how_to_produce"]
 
 RESULTS_FILE = "results.json"  # as refusal.peers.evaluate writes it
 PEERS_RUN = "_peers"  # runs/_peers/<model>/ (refusal.peers.PEERS_RUN)
@@ -26,15 +28,27 @@ LABELS = {"baseline": "baseline (unedited)", "ours": "this project (stages 02-05
 _RATE_KEYS = ("rate", "low", "high", "n")
 
 
-def peer_models(root: Path | None = None) -> list[str]:
-    """Models with a peer comparison in ``runs/_peers/``, sorted."""
-    return sorted(p.parent.name for p in ((root or runs_dir()) / PEERS_RUN).glob(f"*/{RESULTS_FILE}"))
+RECORDED_DIR = REPO_ROOT / "bench" / "peers" / "results"  # <model>.json: measured runs, committed (a copy of results.json)
 
 
-def read_results(model: str, root: Path | None = None) -> dict[str, Any] | None:
-    """The comparison's ``results.json`` for ``model``, or None when it has not run."""
-    p = (root or runs_dir()) / PEERS_RUN / model / RESULTS_FILE
-    return read_json(p) if p.exists() else None
+def results_paths(root: Path | None = None, recorded: Path | None = RECORDED_DIR) -> dict[str, Path]:
+    """Each model's comparison results: ``runs/_peers/<model>/results.json`` where the benchmark ran here, else the
+    recorded ``<recorded>/<model>.json`` (None: none), sorted by model."""
+    found = {p.stem: p for p in recorded.glob("*.json")} if recorded is not None and recorded.is_dir() else {}
+    found.update({p.parent.name: p for p in ((root or runs_dir()) / PEERS_RUN).glob(f"*/{RESULTS_FILE}")})
+    return dict(sorted(found.items()))
+
+
+def peer_models(root: Path | None = None, recorded: Path | None = RECORDED_DIR) -> list[str]:
+    """Models with a peer comparison (run here, or recorded), sorted."""
+    return list(results_paths(root, recorded))
+
+
+def read_results(model: str, root: Path | None = None, recorded: Path | None = RECORDED_DIR) -> dict[str, Any] | None:
+    """The comparison's results for ``model`` (see :func:`results_paths`), or None when it has neither run nor
+    been recorded. The record's ``source`` says which file it came from."""
+    p = results_paths(root, recorded).get(model)
+    return None if p is None else {**read_json(p), "source": str(p)}
 
 
 def _rate(rec: dict[str, Any], key: str, where: str) -> dict[str, float]:
@@ -79,6 +93,7 @@ def peers_table(results: dict[str, Any], where: str = RESULTS_FILE) -> pd.DataFr
             "harmless_refusal": s["rate"], "harmless_low": s["low"], "harmless_high": s["high"], "n_harmless": s["n"],
             "first_token_kl": m["first_token_kl"], "mc_accuracy": m["mc"]["accuracy"], "mc_stderr": m["mc"]["stderr"],
             "mc_metric": m["mc"]["metric"], "build_seconds": measured.get("seconds"),
+            "build_cpu_seconds": measured.get("cpu_seconds"),
             "peak_rss_gb": rss / 2**30 if rss is not None else None,
             "chose": _choice(m) if m["method"] != "baseline" else "–",
         })
@@ -150,8 +165,12 @@ def verdict(table: pd.DataFrame) -> str:
                f"{edits.mc_stderr.max():.3f}).")
     timed = edits[pd.to_numeric(edits.build_seconds, errors="coerce").notna()]
     if len(timed):
-        out.append(f"Cost: {_names(_best(timed, 'build_seconds'), 'builds')} fastest ("
-                   + ", ".join(f"{r.label} {r.build_seconds / 60:.1f} min" for r in timed.itertuples())
+        cpu = pd.to_numeric(timed.build_cpu_seconds, errors="coerce").notna().all()
+        key = "build_cpu_seconds" if cpu else "build_seconds"
+        out.append(f"Cost: {_names(_best(timed, key), 'builds')} with the least "
+                   + ("computation (CPU time; wall time in brackets: " if cpu else "wall time (")
+                   + ", ".join(f"{r.label} {getattr(r, key) / 60:.1f} min"
+                               + (f" [{r.build_seconds / 60:.1f}]" if cpu else "") for r in timed.itertuples())
                    + f"); {_names(_best(timed, 'peak_rss_gb'), 'needs')} the least memory ("
                    + ", ".join(f"{r.label} {r.peak_rss_gb:.1f} GB" for r in timed.itertuples()) + ").")
     out.append(_against_ours(edits))
@@ -183,6 +202,24 @@ def _against_ours(edits: pd.DataFrame) -> str:
     return " ".join(lines)
 
 
+def direction_note(results: dict[str, Any]) -> str:
+    """How the two single-direction edits relate: where each took its direction and the cosine between them
+    (``direction_cosine`` of the results), or "" when a build or the cosine is missing."""
+    cos = results.get("direction_cosine")
+    b = {m["method"]: m.get("build") or {} for m in results.get("methods") or []}
+    if cos is None or "ours" not in b or "single_layer" not in b:
+        return ""
+    o, s = b["ours"], b["single_layer"]
+    same = o.get("layer") == s.get("layer") and o.get("position") == s.get("position")
+    where = (f"both at layer {o.get('layer')}, position {o.get('position')}" if same else
+             f"this project at layer {o.get('layer')}, position {o.get('position')}; single-layer abliteration at "
+             f"layer {s.get('layer')}, position {s.get('position')}")
+    zeroed = o.get("outlier_dims_zeroed") or []
+    diff = (f"; this project's direction has the model's {len(zeroed)} outlier coordinates ({', '.join(map(str, zeroed))}) "
+            f"zeroed, the single-layer one keeps them" if zeroed else "")
+    return f"The two single-direction edits removed directions with cosine {cos:.3f} ({where}{diff})."
+
+
 def scatter(table: pd.DataFrame, ax: Any = None) -> Any:
     """Harmful refusal (Wilson 95% bars) against first-token KL, one point per method; returns the Axes."""
     import matplotlib.pyplot as plt
@@ -204,4 +241,5 @@ def how_to_produce(model: str = "qwen25_coder_05b") -> str:
     """What the page says when no peer comparison has run."""
     return (f"*No peer comparison has run yet.* Produce it with `make setup EXTRAS=peers` and then "
             f"`.venv/bin/python bench/peers/compare.py --model {model}` (timings in the README); it writes "
-            f"`runs/_peers/{model}/results.json`, which this section reads.")
+            f"`runs/_peers/{model}/results.json`, which this section reads (a measured run is kept in the "
+            f"repository as `bench/peers/results/{model}.json`).")

@@ -39,8 +39,9 @@ import yaml
 
 from refusal.config import (CROSS_STAGE_UNTIL, CROSS_STAGES, STAGES, ConfigError, ModelConfig, list_models,
                             load_config, skip_reason)
-from refusal.paths import REPO_ROOT, runs_dir
+from refusal.paths import REPO_ROOT
 from refusal.report.outputs import manifest_path, notebook_path, page_path, rel, weights_marker
+from refusal.report.peers import results_paths as peer_results_paths
 from refusal.report.rerun import parameter_defaults
 from refusal.report.resources import estimate_seconds
 
@@ -48,8 +49,9 @@ __all__ = ["WorkflowError", "parse_list", "Plan", "plan", "cross_skip_reason", "
 
 
 # A cross-model stage that shows a benchmark run outside the workflow (bench/peers/compare.py writes
-# runs/_peers/<model>/results.json) re-runs when such results appear or change.
-CROSS_BENCH_INPUTS = {"07_compare": "_peers/*/results.json"}
+# runs/_peers/<model>/results.json; a measured run is recorded as bench/peers/results/<model>.json) re-runs when such
+# results appear or change: each maps to a function listing the files it reads.
+CROSS_BENCH_INPUTS = {"07_compare": lambda: list(peer_results_paths().values())}
 
 
 class WorkflowError(ValueError):
@@ -122,7 +124,7 @@ class Plan:
             last = [s for s in chain if until is None or s <= until]
             out += [manifest_path(s, m) for s in last]
         if stage in CROSS_BENCH_INPUTS:  # results of a benchmark run outside the workflow, where it has run
-            out += sorted(rel(p) for p in runs_dir().glob(CROSS_BENCH_INPUTS[stage]))
+            out += sorted(rel(p) for p in CROSS_BENCH_INPUTS[stage]())
         return out
 
     def pages(self) -> list[str]:
