@@ -123,3 +123,22 @@ def test_no_tensor_is_placed_on_the_cpu_by_name():
 def test_the_cpu_check_sees_each_form():
     src = 'a = x.cpu()\nb = x.to("cpu")\nc = torch.device("cpu")\nd = torch.zeros(3, device="cpu")\ne = x.to(dev)\n'
     assert _cpu_placements(src) == [1, 2, 3, 4]
+
+
+def test_every_paired_notebook_matches_its_script():
+    """notebooks/NN_stage.ipynb holds the same cells as its Jupytext script: papermill executes the .ipynb, so a
+    script edited without `make notebooks` would otherwise run stale code wherever the pair is not synced first."""
+    import jupytext
+
+    from refusal.paths import NOTEBOOKS_DIR
+
+    pairs = sorted(NOTEBOOKS_DIR.glob("*.py"))
+    assert pairs
+    stale = []
+    for py in pairs:
+        ipynb = py.with_suffix(".ipynb")
+        assert ipynb.exists(), f"{ipynb}: missing (run `make notebooks`)"
+        cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+        if cells(jupytext.read(py)) != cells(jupytext.read(ipynb)):
+            stale.append(ipynb.name)
+    assert not stale, f"out of sync with their .py (run `make notebooks` and commit): {stale}"
