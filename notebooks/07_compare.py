@@ -123,8 +123,8 @@ from pathlib import Path  # noqa: E402
 from IPython.display import Markdown  # noqa: E402
 
 from refusal.report.outputs import rel  # noqa: E402
-from refusal.report.peers import (direction_note, examples_table, how_to_produce, peer_models,  # noqa: E402
-                                  peers_table, read_results, scatter, verdict)
+from refusal.report.peers import (direction_note, examples_table, heretic_version, how_to_produce,  # noqa: E402
+                                  peer_models, peers_table, read_results, scatter, verdict)
 
 peer_names = [m for m in peer_models() if not models or m in models.split(",")]
 if not peer_names:
@@ -134,7 +134,7 @@ for m in peer_names:
     peers = peers_table(res, res["source"])
     st = res["settings"]
     display(Markdown(f"### `{m}`\n\nMeasured {res.get('measured_at') or '(date not recorded)'} at commit "
-                     f"{str(res.get('git_commit'))[:7]}, heretic-llm {res.get('heretic_version') or '?'}; read from "
+                     f"{str(res.get('git_commit'))[:7]}, heretic-llm {heretic_version(res) or '?'}; read from "
                      f"`{rel(Path(res['source']))}`.\n\n"
                      f"{res['data']}; evaluation completions of {st['max_new_tokens']} greedy tokens; "
                      f"heretic: {st['heretic_trials']} trials ({st['heretic_startup_trials']} random), choices by "

@@ -194,6 +194,8 @@ def test_recorded_run_gives_its_own_numbers_back():
     beaten = [x for x in ("single_layer", "heretic") if t.loc[x, "harmful_refusal"] < ours.harmful_refusal
               and t.loc[x, "first_token_kl"] <= ours.first_token_kl]
     assert beaten == [] and "No peer removes more refusals than this project's edit at equal or lower KL." in text
+    assert R.heretic_version(res) == res["methods"][3]["build"]["heretic_version"] == "1.4.0"
+    assert R.heretic_version({"methods": res["methods"][:3]}) is None
     note = R.direction_note(res)
     assert note.startswith(f"The two single-direction edits removed directions with cosine {res['direction_cosine']:.3f} (")
     assert R.direction_note({**res, "direction_cosine": None}) == ""

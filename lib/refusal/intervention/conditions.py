@@ -30,11 +30,13 @@ from refusal.models import LoadedModel
 from refusal.stats import rate
 
 __all__ = ["PromptSet", "run_condition", "condition_rates", "direction_range", "alpha_curve", "induction_curve",
-           "rates_by", "flips", "prompt_sets", "rows_on"]
+           "rates_by", "flips", "prompt_sets", "rows_on", "CONDITION_COLUMNS"]
 
 # A judge: (prompts, responses) -> the table of refusal.evaluation.judge.score (compliance, coherence, refused, unscored...)
 JudgeFn = Callable[[list[str], list[str]], pd.DataFrame]
 Intervention = Callable[[], AbstractContextManager]
+# the columns run_condition adds to the judge's table
+CONDITION_COLUMNS = ("condition", "set", "side", "direction", "index", "category")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from refusal.extraction.directions import orthonormal_basis
 from refusal.generation import generate
 from refusal.intervention.ablation import ablate
+from refusal.intervention.conditions import CONDITION_COLUMNS
 from refusal.intervention.scoring import last_logprobs, mean_first_token_kl
 from refusal.intervention.selection import JudgeFn
 from refusal.models import LoadedModel
@@ -27,9 +28,6 @@ from refusal.stats import rate
 __all__ = ["bases_for_sweep", "rank_sweep", "VerdictThresholds", "verdict", "model_verdict", "CONTROL"]
 
 log = logging.getLogger(__name__)
-
-# columns a condition's table adds to the judge's (refusal.intervention.conditions.run_condition)
-_CONDITION_COLUMNS = ("condition", "set", "side", "direction", "index", "category")
 
 
 def bases_for_sweep(
@@ -108,7 +106,7 @@ def rank_sweep(
             if reused is None:
                 j = judge(harmful, outs)
             else:
-                j = reused.drop(columns=[c for c in _CONDITION_COLUMNS if c in reused]).reset_index(drop=True)
+                j = reused.drop(columns=[c for c in CONDITION_COLUMNS if c in reused]).reset_index(drop=True)
             s = j[~j["unscored"].astype(bool)]  # unscored items are left out of every rate and mean, and counted
             full = rate(int((s["compliance"] >= 1).sum()), len(s))
             rows.append({"basis": name, "k": k, "compliance": s["compliance"].mean(), "coherence": s["coherence"].mean(),

@@ -19,7 +19,6 @@ import gc
 import logging
 import os
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +63,12 @@ def _rate(rates: pd.DataFrame, side: str) -> dict[str, Any]:
 
 
 def evaluate_model(lm: LoadedModel, method: str, model: Any, inputs: PeerInputs, s: PeerSettings,
-                   base_logprobs: torch.Tensor, shown: list[int] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+                   base_logprobs: torch.Tensor) -> tuple[dict[str, Any], pd.DataFrame]:
     """One model's figures (see the module docstring) and its judged completions.
 
     Args:
         model: the model to evaluate (``lm.model`` for the baseline); ``base_logprobs``: ``[n_harmless, vocab]``
             first-token log-probabilities of the base model on ``inputs.harmless_eval``.
-        shown: indices of the harmful eval prompts whose (redacted) completions are the examples; default the first
-            :data:`N_EXAMPLES`.
     """
     batched = dataclasses.replace(lm, cfg=dataclasses.replace(lm.cfg, gen_batch_size=s.eval_batch_size))
     gens = run_condition(batched, method, [None], [inputs.eval_set()], offline_judge, s.max_new_tokens, model=model,
@@ -86,13 +83,12 @@ def evaluate_model(lm: LoadedModel, method: str, model: Any, inputs: PeerInputs,
                                  batch_size=lm.cfg.batch_size, seed=s.seed)
     mc = capability.parse_results(out, [capability.LOCAL_TASK])[capability.LOCAL_TASK]
     metric = "acc_norm" if "acc_norm" in mc else "acc"  # stage 06's rule (capability.benchmark_summary)
-    examples = examples_of(gens, shown or list(range(N_EXAMPLES)))
     record = {"method": method, "harmful_refusal": _rate(rates, "harmful"),
               "harmless_refusal": _rate(rates, "harmless"),
               "first_token_kl": kl, "n_kl_prompts": len(inputs.harmless_eval),
               "mc": {"task": capability.LOCAL_TASK, "metric": metric, "accuracy": mc[metric],
                      "stderr": mc[f"{metric}_stderr"], "acc": mc["acc"], "n": mc["n"]},
-              "judge": "/".join(sorted(gens["judge"].unique())), "examples": examples}
+              "judge": "/".join(sorted(gens["judge"].unique()))}
     return record, gens
 
 
@@ -122,10 +118,10 @@ def evaluate_all(lm: LoadedModel, folder: Path, inputs: PeerInputs, s: PeerSetti
     shown = None
     for method in methods:
         model = lm.model if method == "baseline" else load_edited(folder / method / "model", lm)
-        records[method], gens = evaluate_model(lm, method, model, inputs, s, base_lp, shown)
+        records[method], gens = evaluate_model(lm, method, model, inputs, s, base_lp)
         if method == "baseline":  # the examples every method shows: prompts the unedited model refuses
             shown = example_prompts(gens)
-            records[method]["examples"] = examples_of(gens, shown)
+        records[method]["examples"] = examples_of(gens, shown or list(range(N_EXAMPLES)))
         write_json(folder / method / "evaluation.json", records[method])
         write_csv(folder / method / "generations.csv", gens)
         del model
@@ -153,15 +149,8 @@ def write_results(folder: Path, s: PeerSettings, inputs: PeerInputs, seconds: fl
     return write_json(Path(folder) / RESULTS_FILE, provenance(
         settings=s.to_dict(), data=inputs.describe(), methods=methods, total_seconds=seconds,
         direction_cosine=direction_cosine(folder, "ours", "single_layer"),
-        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), heretic_version=_version("heretic-llm"),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         cpu_count=os.cpu_count()))
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def direction_cosine(folder: Path, a: str, b: str) -> float | None:

@@ -19,7 +19,7 @@ from refusal.artifacts import read_json
 from refusal.paths import REPO_ROOT, runs_dir
 
 __all__ = ["LABELS", "RESULTS_FILE", "RECORDED_DIR", "results_paths", "peer_models", "read_results", "peers_table", "examples_table", "overlap",
-           "verdict", "direction_note", "scatter", "how_to_produce"]
+           "verdict", "heretic_version", "direction_note", "scatter", "how_to_produce"]
 
 RESULTS_FILE = "results.json"  # as refusal.peers.evaluate writes it
 PEERS_RUN = "_peers"  # runs/_peers/<model>/ (refusal.peers.PEERS_RUN)
@@ -200,6 +200,12 @@ def _against_ours(edits: pd.DataFrame) -> str:
     if not any("beats this project's edit" in s for s in lines):
         lines.append("No peer removes more refusals than this project's edit at equal or lower KL.")
     return " ".join(lines)
+
+
+def heretic_version(results: dict[str, Any]) -> str | None:
+    """The heretic-llm version the comparison ran (its build record), or None when heretic is not in the results."""
+    return next(((m.get("build") or {}).get("heretic_version") for m in results.get("methods") or []
+                 if m.get("method") == "heretic"), None)
 
 
 def direction_note(results: dict[str, Any]) -> str:
