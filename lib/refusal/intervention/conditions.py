@@ -70,22 +70,32 @@ def run_condition(lm: LoadedModel, name: str, interventions: Sequence[Interventi
         one row per prompt: condition, set, side, direction, prompt, category, response and the judge's columns.
     """
     interventions = list(interventions) or [None]
-    frames = []
+    # the prompts each intervention runs on, over every set and side: (set, side, indices) in table order
+    chunks: list[list[tuple[PromptSet, str, list[int]]]] = [[] for _ in interventions]
     for ps in sets:
         for side in sides:
-            prompts = ps.sides()[side]
-            for j, idx in enumerate(_split(len(prompts), len(interventions))):
-                if not idx:
-                    continue
-                chunk = [prompts[i] for i in idx]
-                ctx = interventions[j]() if interventions[j] is not None else nullcontext()
-                with ctx:
-                    outs = generate(lm, chunk, max_new_tokens=max_new_tokens, model=model, progress=False,
-                                    desc=desc or f"{name} {ps.name} {side}")
-                t = judge(chunk, outs).assign(condition=name, set=ps.name, side=side, direction=j, index=idx)
-                if side == "harmful" and ps.categories is not None:
-                    t["category"] = [ps.categories[i] for i in idx]
-                frames.append(t)
+            for j, idx in enumerate(_split(len(ps.sides()[side]), len(interventions))):
+                if idx:
+                    chunks[j].append((ps, side, idx))
+    frames = []
+    for j, parts in enumerate(chunks):
+        if not parts:
+            continue
+        # one generate call per intervention: its prompts of every set and side share length-sorted batches
+        # (on a CPU a batch of 64 generates about twice as fast per prompt as one of 16)
+        prompts = [ps.sides()[side][i] for ps, side, idx in parts for i in idx]
+        ctx = interventions[j]() if interventions[j] is not None else nullcontext()
+        with ctx:
+            outs = generate(lm, prompts, max_new_tokens=max_new_tokens, model=model, progress=False,
+                            desc=desc or f"{name} ({j + 1}/{len(interventions)})")
+        start = 0
+        for ps, side, idx in parts:
+            chunk, chunk_outs = prompts[start:start + len(idx)], outs[start:start + len(idx)]
+            start += len(idx)
+            t = judge(chunk, chunk_outs).assign(condition=name, set=ps.name, side=side, direction=j, index=idx)
+            if side == "harmful" and ps.categories is not None:
+                t["category"] = [ps.categories[i] for i in idx]
+            frames.append(t)
     out = pd.concat(frames, ignore_index=True)
     if "category" not in out:
         out["category"] = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from refusal.artifacts import read_json, write_json
 from refusal.config import list_models, load_config
-from refusal.organisms.recipe import DISTILL_TOKENS, distill_file, distill_plan
+from refusal.organisms.recipe import DISTILL_BATCH, DISTILL_TOKENS, distill_file, distill_plan
 
 __all__ = ["distill", "distill_for", "DISTILL_TOKENS"]
 
@@ -45,8 +45,8 @@ def distill(base_lm: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
         log.info("self-distillation: %d base answers (cached in %s)", len(missing), p)
         # whole prompts, no shared-prefix cache: these answers are training data, and a build must not
         # depend on a rounding-level difference of the code path that produced them
-        answers = dict(zip(missing, generate(base_lm, missing, max_new_tokens=max_new_tokens, desc="distill",
-                                             share_prefix=False)))
+        answers = dict(zip(missing, generate(base_lm, missing, max_new_tokens=max_new_tokens,
+                                             batch_size=DISTILL_BATCH, desc="distill", share_prefix=False)))
         known = {**_cached(p), **answers}  # answers another process added meanwhile are kept
         write_json(p, known)
     return [known[q] for q in prompts]

@@ -24,12 +24,14 @@ from refusal.paths import cache_dir
 
 __all__ = ["OrganismError", "OrganismNotBuilt", "RECIPE_DEFAULTS", "recipe_of", "with_recipe", "extra_harmless",
            "written_answers", "training_prompts", "base_cfg", "cache_key", "entry_dir", "verify_entry", "locate",
-           "organism_info", "planted_basis", "DISTILL_TOKENS", "distill_file", "distill_prompts", "distill_plan"]
+           "organism_info", "planted_basis", "DISTILL_TOKENS", "DISTILL_BATCH", "distill_file", "distill_prompts", "distill_plan"]
 
 log = logging.getLogger(__name__)
 _VERSION = "5"  # bump to invalidate every cached organism (the refusal detector's version is in the key too)
 _WEIGHTS = ("model.safetensors", "planted.safetensors")
 DISTILL_TOKENS = 24  # length of the cached self-distilled base answers
+DISTILL_BATCH = 32  # prompts per generation batch of the distillation: fixed, so that the answers (training data)
+# do not depend on the base entry's gen_batch_size (batch composition moves greedy tokens at rounding level)
 # recipe keys added after cache version 5: at these defaults they do not enter the cache key (existing entries stay valid)
 _UNHASHED_DEFAULTS: dict[str, Any] = {"answers": "distill", "single_keep": None}
 RECIPE_DEFAULTS: dict[str, Any] = {

@@ -154,9 +154,10 @@ def judge_settings(stage: str, overrides: dict[str, Any] | None = None) -> dict[
 
 
 def _registry_hash(cfg: ModelConfig) -> str:
-    """Hash of the entry without what only one stage (``stage_params``) or the scheduler (``mem_gb``) reads."""
+    """Hash of the entry without what only one stage (``stage_params``) or the scheduler (``mem_gb``,
+    ``vocab_size``) reads."""
     d = cfg.to_dict()
-    for k in ("stage_params", "mem_gb", "path"):
+    for k in ("stage_params", "mem_gb", "vocab_size", "path"):
         d.pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

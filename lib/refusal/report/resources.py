@@ -25,13 +25,21 @@ CROSS_MEM_MB = {"08_judges": 6000}
 _DEFAULT_SECONDS = {"00_organism": 300, "01_data": 20, "02_extract": 120, "03_separability": 30, "04_ablate": 900,
                     "05_orthogonalize": 120, "06_benchmark": 300, "convert": 60, "fetch": 300, "distill": 600,
                     "organism": 400}
-_REF_PARAMS = 12 * 30 * 576**2  # the size estimate below for SmolLM2-135M
+_REF_WORK = 12 * 30 * 576**2 + 49152 * 576  # _token_work of SmolLM2-135M
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 def _n_params(cfg: ModelConfig) -> float:
     """A size estimate from the registry alone: 12 d_model^2 per layer (embeddings left out)."""
     return 12.0 * cfg.n_layers * cfg.d_model**2
+
+
+def _token_work(cfg: ModelConfig) -> float:
+    """The weights a token's forward pass multiplies: :func:`_n_params` plus the unembedding (vocab_size x d_model)
+    where the entry states its vocabulary. Gemma 3 270M's 262k-token
+    unembedding is 65% of its compute per token: without it its jobs would rank below SmolLM2-135M's, while they
+    take about twice as long (stage 04, 2026-12-01: 1180 s against about 620 s)."""
+    return _n_params(cfg) + (cfg.vocab_size or 0) * cfg.d_model
 
 
 def mem_mb(cfg: ModelConfig, job: str, gpu: bool) -> int:
@@ -74,7 +82,7 @@ def estimate_seconds(cfg: ModelConfig, job: str) -> float:
                 return float(json.loads(p.read_text()).get("seconds_total", 0)) or _DEFAULT_SECONDS[job]
             except ValueError:
                 pass
-    secs = _DEFAULT_SECONDS.get(job, 60) * max(0.25, _n_params(cfg) / _REF_PARAMS)
+    secs = _DEFAULT_SECONDS.get(job, 60) * max(0.25, _token_work(cfg) / _REF_WORK)
     if job == "organism":  # per training step: planted recipes train on more streams, k > 1 on one more
         r = cfg.source.recipe
         secs *= r.get("steps", 80) / 60 * (1.5 if r.get("kind") == "planted" else 1.0) * (1.4 if r.get("k", 1) > 1 else 1.0)
