@@ -13,13 +13,16 @@ from refusal.config import STAGES, ModelConfig
 from refusal.paths import runs_dir
 from refusal.report.outputs import weights_marker
 
-__all__ = ["LIGHT_STAGES", "CROSS_MEM_MB", "mem_mb", "resources", "estimate_seconds"]
+__all__ = ["LIGHT_STAGES", "CROSS_MEM_MB", "WHOLE_MACHINE", "mem_mb", "resources", "estimate_seconds"]
 
 # Stages that load no model (tokenizer and statistics only): no GPU, little memory.
 LIGHT_STAGES = ("01_data", "03_separability")
 # Host memory (MB) of the cross-model stages: tables and plots, and for 08 the local judge server (a 1.5B GGUF in
 # llama.cpp); not listed: 2000.
 CROSS_MEM_MB = {"08_judges": 6000}
+# Cross-model stages that take every core of the machine (the local judge server of 08: llama.cpp threads spin at
+# their barriers, so sharing a core with another job slows it far more than the share).
+WHOLE_MACHINE = ("08_judges",)
 # Seconds of each job for a SmolLM2-135M-sized model on one CPU thread, before any run has measured them (the
 # priorities only order the jobs; a finished stage's manifest records its own seconds, used instead).
 _DEFAULT_SECONDS = {"00_organism": 300, "01_data": 20, "02_extract": 120, "03_separability": 30, "04_ablate": 900,
