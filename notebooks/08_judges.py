@@ -33,10 +33,9 @@ response_format = "json_object"  # llama.cpp's server constrains replies to JSON
 n_sample = 120  # completions graded by both judges (stratified over models and kinds; about 4 s each on 2 cores)
 n_labels = 60  # items of the hand-labelled set graded by the LLM judge (0: none)
 seed = 0  # sampling seed
-threads = 0  # the judge server's threads (0: the job's, $OMP_NUM_THREADS: every core under `make report`; else every core)
+threads = 0  # the judge server's threads (0: the job's, $OMP_NUM_THREADS, where set: every core under `make report`; else every core)
 
 # %%
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -70,7 +69,7 @@ display(sample.groupby(["kind", "model"]).size().unstack(fill_value=0))
 
 # %%
 t0 = time.time()
-with local_judge(judge_gguf(P["judge_entry"]), alias=P["judge_entry"], threads=P["threads"] or int(os.environ.get("OMP_NUM_THREADS") or 0) or None) as server:
+with local_judge(judge_gguf(P["judge_entry"]), alias=P["judge_entry"], threads=P["threads"] or None) as server:
     llm = J.score(sample["prompt"], sample["response"], judge="llm", concurrency=1, timeout=300, max_wait=5,
                   response_format=P["response_format"])
     labels = label_sample(J.load_labels(), P["n_labels"], P["seed"]) if P["n_labels"] else []

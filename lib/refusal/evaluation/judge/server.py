@@ -86,7 +86,8 @@ def local_judge(gguf: str | Path, alias: str = "local-judge", n_ctx: int = 4096,
     """Run llama.cpp's OpenAI-compatible server over ``gguf`` on a free port of 127.0.0.1 for the duration.
 
     With ``set_env`` the environment points the project's judge at it (``OPENAI_BASE_URL``, ``REFUSAL_JUDGE_MODEL``;
-    ``OPENAI_API_KEY`` is left as it is: the local server ignores it), and is restored afterwards.
+    ``OPENAI_API_KEY`` is left as it is: the local server ignores it), and is restored afterwards. ``threads``
+    None: the job's threads (``$OMP_NUM_THREADS``, which a `make report` job sets) where set, else every core.
 
     Raises:
         JudgeServerError: the server package is missing, the process exits, or it does not answer within
@@ -102,9 +103,10 @@ def local_judge(gguf: str | Path, alias: str = "local-judge", n_ctx: int = 4096,
     base_url = f"http://127.0.0.1:{port}/v1"
     log_path = cache_dir() / "judge-server" / f"server-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, os.cpu_count() or 1)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
-           "--n_threads", str(threads or max(1, os.cpu_count() or 1))]
+           "--n_threads", str(threads)]
     t0 = time.time()
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
