@@ -22,7 +22,7 @@
 # along the direction, `W <- W - alpha Q Q^T W`. With `alpha = 1` the stream then never carries the
 # direction, so the edited model computes exactly what the original computes under runtime ablation (at
 # every layer input, every pre-MLP norm input and the final norm input). We check that on real prompts
-# (max |logit difference|, float32 rounding only), compare generations, and save the edited model as a
+# (max |logit difference|, rounding of the weights' dtype only), compare generations, and save the edited model as a
 # normal HF checkpoint with a model card. For `alpha != 1` the two are not equivalent (runtime ablation
 # compounds over layers). Tied embeddings are untied first (logged and noted in the model card).
 
@@ -72,8 +72,9 @@ print(f"orthogonalized {len(res.edited)} tensors in {res.seconds:.2f} s (untied 
 
 # %% [markdown]
 # ## Equivalence with runtime ablation
-# Max |logit difference| over every non-padded position of chat-formatted prompts. Expected: float32
-# rounding (~1e-4) for `alpha = 1`; the unablated original is shown for scale.
+# Max |logit difference| over every non-padded position of chat-formatted prompts. Expected for `alpha = 1`: the
+# rounding of the weights' dtype (float32: ~1e-4; bfloat16, where the entry's `cpu_dtype: auto` resolves to it on a
+# CPU with bf16 instructions, or on a GPU: about 2^-8 of the logits' scale); the unablated original is shown for scale.
 
 # %%
 check_prompts = harmful[: P["n_check"] // 2] + harmless[: P["n_check"] - P["n_check"] // 2]
@@ -88,13 +89,14 @@ for i in range(0, len(check_prompts), 8):
 equiv = pd.DataFrame(rows)
 display(equiv)
 max_diff = float(equiv.max_abs_logit_diff_vs_runtime.max())
-print(f"max |logit diff| edited vs runtime ablation: {max_diff:.2e}")
+print(f"max |logit diff| edited vs runtime ablation: {max_diff:.2e} (weights in {lm.model.dtype})")
 
 # %% [markdown]
 # ## The edited model on the headline prompts
 # Greedy completions of stage 04's evaluation samples (the evaluation set and the independent one, harmful and
 # harmless sides) by the edited weights, judged as stage 04 judges them. With `alpha = 1` they should equal stage 04's
-# runtime ablation of the same direction token for token (rare float ties aside); on the harmless side they measure
+# runtime ablation of the same direction token for token (rare float ties aside in float32; in bfloat16 the two
+# roundings part more greedy paths after a few tokens); on the harmless side they measure
 # the **over-refusal** of the edited model. Excerpts are redacted.
 
 # %%

@@ -1,4 +1,6 @@
-"""Shared fixtures. Models are loaded once per session (they are cached on disk after the first load)."""
+"""Shared fixtures. Models are loaded once per session (they are cached on disk after the first load), in float32
+whatever their entry's ``cpu_dtype`` (``auto`` means bfloat16 on a CPU with bf16 instructions): the numerical tests
+compare with float32 tolerances."""
 
 from __future__ import annotations
 
@@ -16,14 +18,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def smollm():
     from refusal.models import load_model
 
-    return load_model("smollm2_135m")
+    return load_model("smollm2_135m", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def qwen05():
     from refusal.models import load_model
 
-    return load_model("qwen25_coder_05b")
+    return load_model("qwen25_coder_05b", dtype="float32")
 
 
 @contextlib.contextmanager

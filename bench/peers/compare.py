@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(s.threads)
     inputs = peer_inputs(s)
-    lm = load_model(s.model, s.device)
+    lm = load_model(s.model, s.device, dtype="float32")  # every method in heretic's dtype (float32)
     evaluate_all(lm, folder, inputs, s, list(METHODS))
     if not args.keep_models:
         for method in EDITS:

@@ -51,6 +51,7 @@ __all__ = [
 
 SourceKind = Literal["hub", "local", "gguf_file", "pypi_gguf", "organism"]
 Dtype = Literal["float32", "bfloat16", "float16"]
+CpuDtype = Literal["float32", "bfloat16", "float16", "auto"]  # auto: bfloat16 where the CPU has bf16 instructions
 
 
 class ConfigError(ValueError):
@@ -150,7 +151,7 @@ class ModelConfig:
     description: str = ""
     revision: str | None = None
     dtype: Dtype = "float32"  # weights on an accelerator (the study's models: bfloat16)
-    cpu_dtype: Dtype = "float32"  # weights on the CPU (bf16 matmuls are slow and lossy there)
+    cpu_dtype: CpuDtype = "float32"  # weights on the CPU; "auto": bfloat16 where the CPU has native bf16 (refusal.device)
     trust_remote_code: bool = False
     chat_template: bool = True
     system_prompt: str | None = None

@@ -234,7 +234,7 @@ def _build(cfg: ModelConfig, out: Path) -> None:
     base = base_cfg(cfg)
     t0 = time.time()
     torch.manual_seed(recipe["seed"])
-    lm = load_model(base)
+    lm = load_model(base, dtype=base.dtype)  # the dtype in the cache key, never a CPU's faster cpu_dtype
     examples, pools, summary = _examples(lm, recipe)
     t_data = time.time() - t0
     model = lm.model

@@ -62,7 +62,8 @@ def distill_for(base: str, organisms: list[str] | None = None) -> list[Path]:
     if todo:
         from refusal.models import load_model
 
-        lm = load_model(next(iter(todo.values()))[0])
+        base_cfg = next(iter(todo.values()))[0]
+        lm = load_model(base_cfg, dtype=base_cfg.dtype)  # as the organisms train: never a CPU's faster cpu_dtype
         for base_cfg, n, prompts in todo.values():
             distill(lm, prompts, n)
     return sorted(plan)

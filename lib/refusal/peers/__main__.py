@@ -52,7 +52,7 @@ def build(method: str, folder: Path) -> dict[str, Any]:
             config["model_commit"] = revision
         record = H.run_heretic(out / "work", config, out / "model")
     else:
-        lm = load_model(cfg, s.device)
+        lm = load_model(cfg, s.device, dtype="float32")  # as heretic runs (its ``dtypes``: float32)
         built = build_ours(lm, inputs) if method == "ours" else build_single_layer(lm, inputs, s.choice_tokens)
         save_orthogonalized(built.model, lm.tokenizer, out / "model", built.result, built.info)
         write_tensors(out / "direction.safetensors", {"direction": built.direction.float().contiguous()},

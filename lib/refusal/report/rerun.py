@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from refusal.config import ModelConfig
+from refusal.device import cpu_dtype
 from refusal.paths import REPO_ROOT
 from refusal.report.outputs import notebook_path, rel
 
@@ -155,10 +156,13 @@ def judge_settings(stage: str, overrides: dict[str, Any] | None = None) -> dict[
 
 def _registry_hash(cfg: ModelConfig) -> str:
     """Hash of the entry without what only one stage (``stage_params``) or the scheduler (``mem_gb``,
-    ``vocab_size``) reads."""
+    ``vocab_size``) reads; ``cpu_dtype: auto`` counts as what it resolves to on this machine (runs done where it
+    meant float32 re-run where it means bfloat16)."""
     d = cfg.to_dict()
     for k in ("stage_params", "mem_gb", "vocab_size", "path"):
         d.pop(k, None)
+    if d.get("cpu_dtype") == "auto":
+        d["cpu_dtype"] = f"auto:{cpu_dtype(cfg)}"
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

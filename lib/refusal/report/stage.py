@@ -27,7 +27,7 @@ import yaml
 
 from refusal.artifacts import provenance, read_json, sha256_file, write_json
 from refusal.config import CROSS_STAGES, STAGES, ModelConfig, load_config
-from refusal.device import resolve_device
+from refusal.device import model_dtype, resolve_device
 from refusal.evaluation.judge.scrub import install_log_filter
 from refusal.paths import NOTEBOOKS_DIR, run_dir
 
@@ -141,6 +141,9 @@ def write_manifest(out_dir: Path, cfg: ModelConfig, params: dict[str, Any], star
              if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")]
     files = {p.name: sha256_file(p) for p in paths}
     sizes = {p.name: p.stat().st_size for p in paths}
+    if "device" in params and cfg is not None:  # the weights' dtype the stage ran in (cpu_dtype: auto resolved)
+        extra = {"weights_dtype": str(model_dtype(cfg, resolve_device(params["device"]))).removeprefix("torch."),
+                 **extra}
     rec = provenance(cfg, params=params, artifacts=files, artifact_bytes=sizes, **extra)
     if started is not None:
         rec["seconds"] = round(time.time() - started, 2)
