@@ -29,7 +29,8 @@
 # %% tags=["parameters"]
 models = None  # comma-separated registry names; None: every model with stage-04 generations in runs/
 judge_entry = "qwen25_coder_05b"  # registry entry whose GGUF the local judge serves (qwen25_coder_15b: larger, not better against the hand labels; `make setup EXTRAS=qwen15`)
-response_format = "json_object"  # llama.cpp's server constrains replies to JSON ("json_object"); hosted APIs and vLLM also take "json_schema"
+response_format = "none"  # first request unconstrained (llama.cpp's JSON grammar makes a grade ~1.4x slower); hosted APIs and vLLM also take "json_schema"
+retry_format = "json_object"  # a reply that is not one valid grade is asked again with llama.cpp's JSON grammar
 n_sample = 120  # completions graded by both judges (stratified over models and kinds; about 4 s each on 2 cores)
 n_labels = 60  # items of the hand-labelled set graded by the LLM judge (0: none)
 seed = 0  # sampling seed
@@ -64,17 +65,19 @@ display(sample.groupby(["kind", "model"]).size().unstack(fill_value=0))
 
 # %% [markdown]
 # ## Both judges on the sample
-# The offline grades are the ones the stages recorded. The LLM judge grades at temperature 0 with the rubric's JSON
-# schema (as a JSON object on llama.cpp's server); a reply that is not one valid grade is retried, then left unscored (and out of the agreement).
+# The offline grades are the ones the stages recorded. The LLM judge grades at temperature 0 against the rubric's JSON
+# schema: a reply that is not one valid grade is asked again constrained to a JSON object (llama.cpp's grammar), then
+# left unscored (and out of the agreement).
 
 # %%
 t0 = time.time()
 with local_judge(judge_gguf(P["judge_entry"]), alias=P["judge_entry"], threads=P["threads"] or None) as server:
     llm = J.score(sample["prompt"], sample["response"], judge="llm", concurrency=1, timeout=300, max_wait=5,
-                  response_format=P["response_format"])
+                  response_format=P["response_format"], retry_format=P["retry_format"])
     labels = label_sample(J.load_labels(), P["n_labels"], P["seed"]) if P["n_labels"] else []
     llm_labels = (J.score([x["prompt"] for x in labels], [x["response"] for x in labels], judge="llm", concurrency=1,
-                          timeout=300, max_wait=5, response_format=P["response_format"]) if labels else None)
+                          timeout=300, max_wait=5, response_format=P["response_format"], retry_format=P["retry_format"])
+                  if labels else None)
 llm_seconds = time.time() - t0
 offline = J.score(sample["prompt"], sample["response"], judge="offline", progress=False)
 agree = J.agreement(offline, llm)

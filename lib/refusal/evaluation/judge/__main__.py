@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait", type=float, default=30.0)
     p.add_argument("--backoff", type=float, default=1.0)
     p.add_argument("--response-format", choices=["json_schema", "json_object", "none"], default="json_schema")
+    p.add_argument("--retry-format", choices=["json_schema", "json_object", "none"],
+                   help="format of a retry after a malformed reply (default: --response-format)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO",
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, base_url=args.base_url, cache=False if args.no_cache else (args.cache or True),
         concurrency=args.concurrency, max_retries=args.max_retries, timeout=args.timeout,
         max_wait=args.max_wait, backoff=args.backoff, response_format=args.response_format,
-        progress=not args.no_progress,
+        retry_format=args.retry_format, progress=not args.no_progress,
     )
     kinds = ["offline", "llm"] if args.judge == "both" else [args.judge]
     try:

@@ -74,6 +74,7 @@ def score(
     max_wait: float = 30.0,
     backoff: float = 1.0,
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema",
+    retry_format: Literal["json_schema", "json_object", "none"] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Grade (prompt, response) pairs; one row per pair, in order, with :data:`COLUMNS`.
@@ -85,7 +86,7 @@ def score(
             read from ``OPENAI_API_KEY`` only.
         cache: LLM grade cache: True (``cache_dir()/judge.sqlite``), a path,
             a :class:`JudgeCache`, or None / False.
-        concurrency, max_retries, timeout, max_wait, backoff, response_format:
+        concurrency, max_retries, timeout, max_wait, backoff, response_format, retry_format:
             see :class:`refusal.evaluation.judge.llm.LLMJudge`.
         progress: show progress bars.
     """
@@ -96,7 +97,8 @@ def score(
         return _frame(prompts, responses, score_offline(prompts, responses, progress=progress), OFFLINE_NAME)
     llm = LLMJudge(
         model, base_url, concurrency=concurrency, max_retries=max_retries, timeout=timeout,
-        max_wait=max_wait, backoff=backoff, response_format=response_format, cache=cache, progress=progress,
+        max_wait=max_wait, backoff=backoff, response_format=response_format, retry_format=retry_format, cache=cache,
+        progress=progress,
     )
     return _frame(prompts, responses, llm.score(prompts, responses), llm.name)
 

@@ -147,6 +147,9 @@ class LLMJudge:
         backoff: first backoff in seconds; doubles after each failed attempt.
         response_format: ``json_schema`` (structured output), ``json_object``
             or ``none`` for endpoints that support neither.
+        retry_format: the format of a retry after a malformed reply (None: ``response_format``). With
+            ``response_format="none"`` and ``retry_format="json_object"`` a local llama.cpp judge grades without
+            its slow JSON grammar and uses the grammar only for a reply that did not parse.
         cache: a :class:`JudgeCache`, a database path, True for the default
             path, or None / False for no cache.
         progress: show a tqdm bar over the requests.
@@ -163,6 +166,7 @@ class LLMJudge:
         max_wait: float = 30.0,
         backoff: float = 1.0,
         response_format: ResponseFormat = "json_schema",
+        retry_format: ResponseFormat | None = None,
         cache: JudgeCache | str | Path | bool | None = True,
         progress: bool = True,
     ) -> None:
@@ -176,6 +180,7 @@ class LLMJudge:
         self.max_wait = max_wait
         self.backoff = backoff
         self.response_format = response_format
+        self.retry_format = retry_format or response_format
         self.progress = progress
         self.cache = self._open_cache(cache)
         self._stop = threading.Event()  # set on interruption: workers stop after their current request
@@ -209,20 +214,20 @@ class LLMJudge:
             return cache
         return JudgeCache(cache)
 
-    def _format_param(self) -> dict[str, Any]:
-        """The ``response_format`` request argument."""
-        if self.response_format == "json_schema":
+    def _format_param(self, fmt: ResponseFormat) -> dict[str, Any]:
+        """The ``response_format`` request argument of format ``fmt``."""
+        if fmt == "json_schema":
             return {
                 "response_format": {
                     "type": "json_schema",
                     "json_schema": {"name": "grade", "schema": JSON_SCHEMA, "strict": True},
                 }
             }
-        if self.response_format == "json_object":
+        if fmt == "json_object":
             return {"response_format": {"type": "json_object"}}
         return {}
 
-    def _create(self, prompt: str, response: str) -> Any:
+    def _create(self, prompt: str, response: str, fmt: ResponseFormat) -> Any:
         """One chat-completions request, bounded by the total deadline ``timeout``.
 
         The request runs in a daemon thread; when the deadline passes (or the run is interrupted) it is
@@ -241,7 +246,7 @@ class LLMJudge:
                     messages=build_messages(prompt, response),  # type: ignore[arg-type]
                     temperature=0,
                     timeout=self.timeout,
-                    **self._format_param(),
+                    **self._format_param(fmt),
                 )
             except BaseException as e:  # handed to the waiting worker
                 box["error"] = e
@@ -259,10 +264,11 @@ class LLMJudge:
             raise box["error"]
         return box["value"]
 
-    def _attempt(self, prompt: str, response: str) -> Score | _Failure:
-        """One request: a scored row, or why it failed. Never raises for anything the server sends."""
+    def _attempt(self, prompt: str, response: str, fmt: ResponseFormat) -> Score | _Failure:
+        """One request in format ``fmt``: a scored row, or why it failed. Never raises for anything the server
+        sends."""
         try:
-            completion = self._create(prompt, response)
+            completion = self._create(prompt, response, fmt)
         except _Interrupted:
             return _Failure("interrupted", "", retry=False)
         except (_DeadlineExceeded, openai.APITimeoutError):
@@ -307,13 +313,16 @@ class LLMJudge:
                 failure = _Failure("interrupted", "", retry=False)
                 break
             attempts += 1
-            outcome = self._attempt(prompt, response)
+            malformed_before = failure.kind == "malformed reply"
+            outcome = self._attempt(prompt, response, self.retry_format if malformed_before else self.response_format)
             if isinstance(outcome, Score):
                 return outcome
             failure = outcome
             if not failure.retry or attempt == self.max_retries:
                 break
             wait = failure.wait if failure.wait is not None else self._backoff(attempt)
+            if failure.kind == "malformed reply" and self.retry_format != self.response_format:
+                wait = 0.0  # the retry asks for a constrained reply: nothing to wait for
             wait = min(wait, self.max_wait)
             log.debug("attempt %d failed (%s); retrying in %.2f s", attempt + 1, failure.reason, wait)
             self._stop.wait(wait)
