@@ -53,7 +53,7 @@ from IPython.display import display
 from refusal.extraction.activations import collect, template_positions
 from refusal.artifacts import read_json, write_json, write_tensors
 from refusal.extraction.directions import diff_of_means, extract_directions, write_directions
-from refusal.models import load_bridge, load_model
+from refusal.models import float32_twin, load_bridge, load_model
 from refusal.report.stage import require_stage, stage_setup, write_manifest
 from refusal.extraction.separability import paired_cosine
 from refusal.plots import save_figure
@@ -116,17 +116,21 @@ print({k: tuple(v.shape) for k, v in projections.items()})
 # ## Batched equals sequential
 # On the first `compare_pairs` train pairs, directions from batched extraction (left padding + mask, the
 # chat template's shared opening computed once and reused as a key/value cache) and from one-prompt-at-a-time
-# extraction of whole prompts must agree to rounding at every valid candidate.
+# extraction of whole prompts must agree to rounding at every valid candidate. The check runs in float32 (on a float32
+# copy where the entry runs in bf16), where rounding is far below what a masking fault would change.
 
 # %%
 sub = train[: P["compare_pairs"]]
+exact = float32_twin(lm)
+exact_runner = runner if exact is lm else load_bridge(exact, share=True) if P["backend"] == "bridge" else exact.model
 by_mode = {}
 for mode in ("batched", "sequential"):
-    h = collect(runner, lm, [pairs[i][0] for i in sub], tp.positions, hook=P["hook"], mode=mode,
+    h = collect(exact_runner, exact, [pairs[i][0] for i in sub], tp.positions, hook=P["hook"], mode=mode,
                 batch_size=P["batch_size"], desc="check harmful")
-    s = collect(runner, lm, [pairs[i][1] for i in sub], tp.positions, hook=P["hook"], mode=mode,
+    s = collect(exact_runner, exact, [pairs[i][1] for i in sub], tp.positions, hook=P["hook"], mode=mode,
                 batch_size=P["batch_size"], desc="check safe")
     by_mode[mode] = diff_of_means(h.mean, s.mean)
+del exact, exact_runner
 valid_both = (by_mode["batched"].valid & by_mode["sequential"].valid).numpy()
 cos = paired_cosine(by_mode["batched"].directions, by_mode["sequential"].directions)  # [L, P]
 per_layer = [float(cos[l][valid_both[l]].min()) if valid_both[l].any() else None for l in range(cos.shape[0])]
@@ -135,7 +139,8 @@ comparison = {"pairs": len(sub), "positions": tp.positions, "cosine": np.where(v
               "min_cosine": float(cos[valid_both].min()),
               "valid_masks_equal": bool((by_mode["batched"].valid == by_mode["sequential"].valid).all())}
 comparison["cosine"] = [[None if np.isnan(c) else c for c in row] for row in comparison["cosine"]]
-print(f"min cosine batched vs sequential over valid candidates: {comparison['min_cosine']:.7f}")
+comparison["dtype"] = "float32"
+print(f"min cosine batched vs sequential over valid candidates (float32): {comparison['min_cosine']:.7f}")
 display(pd.DataFrame({"layer": range(len(per_layer)), "min cosine": per_layer}).set_index("layer").T.round(6))
 
 # %% [markdown]

@@ -22,7 +22,7 @@
 # along the direction, `W <- W - alpha Q Q^T W`. With `alpha = 1` the stream then never carries the
 # direction, so the edited model computes exactly what the original computes under runtime ablation (at
 # every layer input, every pre-MLP norm input and the final norm input). We check that on real prompts
-# (max |logit difference|, rounding of the weights' dtype only), compare generations, and save the edited model as a
+# (max |logit difference|, float32 rounding only), compare generations, and save the edited model as a
 # normal HF checkpoint with a model card. For `alpha != 1` the two are not equivalent (runtime ablation
 # compounds over layers). Tied embeddings are untied first (logged and noted in the model card).
 
@@ -35,6 +35,7 @@ n_check = 16  # prompts (half harmful, half harmless) for the equivalence check
 judge = "auto"  # as stage 04: "auto" (LLM judge if OPENAI_BASE_URL/OPENAI_API_KEY are set, else offline), "offline", "llm"
 
 # %%
+import copy
 import time
 
 import pandas as pd
@@ -48,7 +49,7 @@ from refusal.extraction.directions import read_selected
 from refusal.generation import tokenize_chat
 from refusal.intervention.conditions import condition_rates, prompt_sets, run_condition
 from refusal.intervention.orthogonalize import equivalence_error, orthogonalize, save_orthogonalized
-from refusal.models import fresh_copy, load_model
+from refusal.models import float32_twin, fresh_copy, load_model
 from refusal.report.stage import read_manifest, require_stage, stage_setup, write_manifest
 
 started = time.time()
@@ -63,48 +64,53 @@ print(f"model: {cfg.name}; direction from {sel.path} (layer {sel.meta['layer']},
 
 # %% [markdown]
 # ## Edit a fresh copy of the weights
-# The loaded model stays untouched (it is the runtime-ablation reference); the edit runs on a separate copy.
+# The loaded model stays untouched (it is the runtime-ablation reference); the edit runs on a separate float32 copy
+# (where the entry runs in bf16, `cpu_dtype: auto`, a float32 twin is loaded for the edit and the check, so that the
+# check sees float32 rounding and the saved checkpoint keeps full precision).
 
 # %%
-edited = fresh_copy(lm)
+exact = float32_twin(lm)
+edited = fresh_copy(exact)
 res = orthogonalize(edited, sel.q, alpha=P["alpha"], norm_preserving=P["norm_preserving"], progress=True)
 print(f"orthogonalized {len(res.edited)} tensors in {res.seconds:.2f} s (untied embeddings: {res.untied})")
 
 # %% [markdown]
 # ## Equivalence with runtime ablation
-# Max |logit difference| over every non-padded position of chat-formatted prompts. Expected for `alpha = 1`: the
-# rounding of the weights' dtype (float32: ~1e-4; bfloat16, where the entry's `cpu_dtype: auto` resolves to it on a
-# CPU with bf16 instructions, or on a GPU: about 2^-8 of the logits' scale); the unablated original is shown for scale.
+# Max |logit difference| over every non-padded position of chat-formatted prompts, both models in float32. Expected:
+# float32 rounding (~1e-4) for `alpha = 1`; the unablated original is shown for scale.
 
 # %%
 check_prompts = harmful[: P["n_check"] // 2] + harmless[: P["n_check"] - P["n_check"] // 2]
 rows = []
 for i in range(0, len(check_prompts), 8):
     enc = tokenize_chat(lm, check_prompts[i : i + 8])
-    err = equivalence_error(lm.model, edited, sel.q, enc["input_ids"], enc["attention_mask"], alpha=P["alpha"])
+    err = equivalence_error(exact.model, edited, sel.q, enc["input_ids"], enc["attention_mask"], alpha=P["alpha"])
     with torch.no_grad():
-        raw = (lm.model(**enc).logits - edited(**enc).logits).abs()[enc["attention_mask"].bool()].max().item()
+        raw = (exact.model(**enc).logits - edited(**enc).logits).abs()[enc["attention_mask"].bool()].max().item()
     rows.append({"batch": i // 8, "prompts": len(enc["input_ids"]), "max_abs_logit_diff_vs_runtime": err,
                  "max_abs_logit_diff_vs_unablated": raw})
 equiv = pd.DataFrame(rows)
 display(equiv)
 max_diff = float(equiv.max_abs_logit_diff_vs_runtime.max())
-print(f"max |logit diff| edited vs runtime ablation: {max_diff:.2e} (weights in {lm.model.dtype})")
+print(f"max |logit diff| edited vs runtime ablation: {max_diff:.2e} (float32)")
+del exact
 
 # %% [markdown]
 # ## The edited model on the headline prompts
 # Greedy completions of stage 04's evaluation samples (the evaluation set and the independent one, harmful and
-# harmless sides) by the edited weights, judged as stage 04 judges them. With `alpha = 1` they should equal stage 04's
-# runtime ablation of the same direction token for token (rare float ties aside in float32; in bfloat16 the two
-# roundings part more greedy paths after a few tokens); on the harmless side they measure
-# the **over-refusal** of the edited model. Excerpts are redacted.
+# harmless sides) by the edited weights, in the dtype stage 04 ran in, judged as stage 04 judges them. With
+# `alpha = 1` they should equal stage 04's runtime ablation of the same direction token for token (rare float ties
+# aside in float32; in bf16 the two roundings part more greedy paths after a few tokens); on the harmless side they
+# measure the **over-refusal** of the edited model. Excerpts are redacted.
 
 # %%
 ablate_dir = require_stage(cfg.name, "04_ablate")
 record = pd.read_csv(ablate_dir / "generations.csv", keep_default_na=False, na_values=[""])
 gen_tokens = read_manifest(cfg.name, "04_ablate")["params"]["max_new_tokens"]
+run_edited = edited if edited.dtype == lm.model.dtype else copy.deepcopy(edited).to(lm.model.dtype)
 edited_record = run_condition(lm, "edited", [None], prompt_sets(record, "selected"),
-                              lambda p, r: J.score(p, r, judge=P["judge"], progress=False), gen_tokens, model=edited)
+                              lambda p, r: J.score(p, r, judge=P["judge"], progress=False), gen_tokens, model=run_edited)
+del run_edited
 both = pd.concat([record[record.condition.isin(["baseline", "selected"])], edited_record], ignore_index=True)
 rates = condition_rates(both)
 display(rates.round(3))

@@ -40,6 +40,32 @@ def test_dtype_is_the_registry_dtype_on_an_accelerator_and_float32_on_the_cpu():
     assert model_dtype(dataclasses.replace(cfg, cpu_dtype="bfloat16"), torch.device("cpu")) == torch.bfloat16
 
 
+def test_cpu_dtype_auto_is_bfloat16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    """``cpu_dtype: auto`` follows the CPU's bf16 instructions; on an accelerator the entry's ``dtype`` holds."""
+    import refusal.device as D
+
+    cfg = load_config("qwen25_coder_05b")
+    assert cfg.cpu_dtype == "auto" and load_config("smollm2_planted1").cpu_dtype == "float32"
+    for native, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(D, "native_bf16", lambda native=native: native)
+        assert D.model_dtype(cfg, torch.device("cpu")) == want
+        assert D.model_dtype(cfg, torch.device("cuda")) == torch.float32  # the entry's dtype
+        assert D.cpu_dtype(dataclasses.replace(cfg, cpu_dtype="float32")) == "float32"
+
+
+def test_where_auto_resolves_differently_the_stages_rerun(monkeypatch):
+    """The rerun hash counts what ``auto`` means on this machine; an explicit dtype's hash does not move."""
+    import refusal.device as D
+    from refusal.report.rerun import stage_params
+
+    cfg, fixed = load_config("qwen25_coder_05b"), load_config("smollm2_planted1")
+    hashes = {}
+    for native in (True, False):
+        monkeypatch.setattr(D, "native_bf16", lambda native=native: native)
+        hashes[native] = (stage_params("04_ablate", cfg)["registry"], stage_params("04_ablate", fixed)["registry"])
+    assert hashes[True][0] != hashes[False][0] and hashes[True][1] == hashes[False][1]
+
+
 def test_stage_setup_resolves_the_device_parameter(monkeypatch):
     from refusal.report.stage import stage_setup
 
@@ -81,3 +107,15 @@ def test_a_batch_that_does_not_fit_names_the_entry_and_the_knob():
             generate_ids(lm, prompts, max_new_tokens=2, batch_size=3, progress=False)
     finally:
         handle.remove()
+
+
+def test_float32_twin_is_the_model_itself_or_the_entry_again_in_float32(smollm):
+    """The numerical checks of stages 02 and 05 run on a float32 twin: the same weights, loaded again in float32."""
+    from refusal.models import float32_twin, load_model
+
+    assert float32_twin(smollm) is smollm
+    bf = load_model("smollm2_135m", "cpu", dtype="bfloat16")
+    twin = float32_twin(bf)
+    assert twin is not bf and twin.model.dtype == torch.float32 and bf.model.dtype == torch.bfloat16
+    ref = dict(smollm.model.named_parameters())
+    assert all(torch.equal(p, ref[n]) for n, p in twin.model.named_parameters())

@@ -153,6 +153,25 @@ def test_malformed_then_good_is_scored(server: FakeOpenAI) -> None:
     assert server.count == 3 and not df.unscored.any()
 
 
+def test_a_malformed_unconstrained_reply_is_asked_again_in_the_retry_format(server: FakeOpenAI) -> None:
+    """response_format none, retry_format json_object: the first request carries no format, only the retry of a
+    malformed reply asks for a JSON object, at once; a good first reply needs no retry."""
+    server.script = ["malformed"]
+    t = time.monotonic()
+    df = run(server, PROMPTS[:2], RESPONSES[:2], concurrency=1, response_format="none", retry_format="json_object",
+             backoff=5.0, max_wait=5.0)
+    assert not df.unscored.any() and df.compliance.tolist() == [1.0, 0.0]
+    assert time.monotonic() - t < 4.0  # no backoff before the constrained retry
+    formats = [r["body"].get("response_format") for r in server.requests]
+    assert formats == [None, {"type": "json_object"}, None], formats
+
+
+def test_without_retry_format_retries_keep_the_response_format(server: FakeOpenAI) -> None:
+    server.script = ["malformed"]
+    run(server, PROMPTS[:1], RESPONSES[:1], response_format="none")
+    assert [r["body"].get("response_format") for r in server.requests] == [None, None]
+
+
 def test_client_error_is_not_retried(server: FakeOpenAI) -> None:
     server.mode = "400"
     df = run(server, PROMPTS[:1], RESPONSES[:1], max_retries=3)

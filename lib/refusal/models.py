@@ -46,6 +46,7 @@ __all__ = [
     "load_bridge",
     "load_tokenizer",
     "fresh_copy",
+    "float32_twin",
     "resolve_gguf",
     "converted_dir",
     "weights_source",
@@ -295,6 +296,18 @@ def fresh_copy(lm: LoadedModel) -> PreTrainedModel:
 
         m = copy.deepcopy(lm.model)
     return m.to(lm.model.device).eval()
+
+
+def float32_twin(lm: LoadedModel) -> LoadedModel:
+    """``lm`` itself when its weights are float32, else the same entry loaded again in float32 on its device.
+
+    For the numerical checks of the stages (batched vs sequential extraction, edited vs runtime-ablated logits):
+    they compare two computations that should agree to rounding, and float32 rounding (~1e-6 relative) shows a
+    fault that bf16 rounding (~4e-3 relative, where ``cpu_dtype: auto`` resolves to bf16) would hide.
+    """
+    if lm.model.dtype == torch.float32:
+        return lm
+    return load_model(lm.cfg, lm.model.device, dtype=torch.float32)
 
 
 def load_bridge(lm: LoadedModel, share: bool = False) -> Any:
