@@ -6,6 +6,10 @@ dtype. Prints the seconds of each dtype, the speed-up of bfloat16, and how many 
 Whether the CPU has native bf16 (what ``cpu_dtype: auto`` follows) is printed first; ``ONEDNN_MAX_CPU_ISA=AVX2`` in the
 environment holds oneDNN to AVX2, as on a CPU without bf16 instructions.
 
+Measured 2026-12-01 on this project's 2-core machine (AMX-BF16; defaults, one thread): Qwen2.5-Coder-0.5B 43.4 s
+float32, 13.6 s bfloat16 (3.20x), 50 of 64 completions identical. With ``ONEDNN_MAX_CPU_ISA=AVX2`` the same comparison
+(by an earlier script with the same calls) took 32.8 s float32 and 186.2 s bfloat16.
+
 Usage::
 
     python bench/cpu_dtype.py                        # qwen25_coder_05b, 64 prompts x 32 tokens, batch 64, 1 thread
